@@ -1,0 +1,255 @@
+"""Typed, frozen study configuration.
+
+A study is described by a YAML file (or the same structure built in Python).
+Every model rejects unknown keys, so a typo fails loudly with the field's name
+instead of being silently ignored. Paths are resolved relative to the config file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from polytask.errors import ConfigError
+
+TaskKind = Literal["classification", "binary", "regression"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Frozen):
+    """Where a task's data comes from: exactly one of ``npz``, ``csv`` or ``builtin``.
+
+    Attributes:
+        npz: NPZ file with ``x_train, y_train, x_test, y_test`` and optional ``x_val, y_val``.
+        csv: CSV file; ``target`` names the label column, ``features`` the input columns
+            (default: every other column). Without ``test`` a stratified, seeded test split
+            of ``test_size`` is drawn.
+        builtin: name of a built-in dataset (``polytask datasets``); ``target`` picks the
+            label for datasets that carry several (``multi-mnist``: ``left`` or ``right``).
+        test: CSV file holding the test rows (same columns as ``csv``).
+        test_size: fraction held out as test when no test split is given.
+        crop: pixels removed from every border of each image before any resizing
+            (MNIST's digits sit in a 20x20 box centred on a 28x28 canvas: ``crop: 4``
+            makes them fill the frame like scikit-learn's digits do).
+    """
+
+    npz: Path | None = None
+    csv: Path | None = None
+    builtin: str | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    test: Path | None = None
+    test_size: float = Field(0.25, gt=0, lt=1)
+    crop: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        given = [k for k in ("npz", "csv", "builtin") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of npz, csv, builtin (got {given or 'none'})")
+        if self.csv is not None and not self.target:
+            raise ValueError("a csv data source needs 'target': the label column")
+        if self.builtin is not None:
+            from polytask.data.builtin import builtin_names
+
+            if self.builtin not in builtin_names():
+                raise ValueError(f"unknown builtin dataset '{self.builtin}' (known: {', '.join(builtin_names())})")
+        return self
+
+    def resolved(self, base: Path) -> DataConfig:
+        """Return a copy with file paths made absolute against ``base``."""
+        update = {k: (base / v) for k in ("npz", "csv", "test") if (v := getattr(self, k)) is not None}
+        return self.model_copy(update=update)
+
+
+class TaskConfig(_Frozen):
+    """One task: its data, its role in the study and (optionally) its kind.
+
+    ``role: target`` tasks are reported; ``role: source`` tasks only feed pretraining and
+    joint training. ``kind`` is inferred from the labels when omitted.
+    """
+
+    data: DataConfig | None = None
+    role: Literal["target", "source"] = "target"
+    kind: TaskKind | None = None
+
+
+class MLPConfig(_Frozen):
+    """Fully connected backbone: ``hidden`` layer widths, ReLU, dropout."""
+
+    hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class CNNConfig(_Frozen):
+    """Convolutional backbone: conv-BN-ReLU-maxpool stages of ``channels``, then a ``hidden`` layer."""
+
+    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    hidden: int = Field(128, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class ModelConfig(_Frozen):
+    """Shared layers (the backbone); each task gets its own linear head.
+
+    Attributes:
+        backbone: registered backbone name (``mlp``, ``cnn``).
+        image_size: resize every image task to this square size, so datasets of
+            different sizes can share one backbone.
+    """
+
+    backbone: str = "mlp"
+    image_size: int | None = Field(None, ge=4)
+    mlp: MLPConfig = MLPConfig()
+    cnn: CNNConfig = CNNConfig()
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        from polytask.models.backbones import backbone_names
+
+        if v not in backbone_names():
+            raise ValueError(f"unknown backbone '{v}' (known: {', '.join(backbone_names())})")
+        return v
+
+
+class TrainConfig(_Frozen):
+    """Rules of the one training engine, the same for every strategy.
+
+    Attributes:
+        max_epochs: upper bound on epochs; an epoch covers the largest task once.
+        batch_size: samples per task per step.
+        lr: AdamW learning rate (for new heads and for training from scratch).
+        weight_decay: AdamW weight decay.
+        patience: stop after this many epochs without a validation improvement.
+        min_steps_per_epoch: an epoch (one validation check) is at least this many steps.
+            Without it a 50-sample target gets one step per epoch and stops after a few
+            dozen updates, while the same target inside a multi-task model gets as many
+            steps as the largest task: an unfair budget that flatters multi-task learning.
+        backbone_lr_ratio: fine-tuning learning rate of pretrained shared layers, as a
+            fraction of ``lr`` (new heads use ``lr``).
+    """
+
+    max_epochs: int = Field(100, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(10, ge=1)
+    min_steps_per_epoch: int = Field(20, ge=1)
+    backbone_lr_ratio: float = Field(0.1, gt=0, le=1)
+
+
+class StudyConfig(_Frozen):
+    """A whole study: the grid ``targets x strategies x fractions x seeds``."""
+
+    name: str = "study"
+    seeds: int = Field(3, ge=1)
+    fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    tasks: dict[str, TaskConfig] = Field(min_length=1)
+    model: ModelConfig = ModelConfig()
+    strategies: list[str] = Field(default_factory=lambda: ["scratch", "feature-extraction", "fine-tune", "mtl"], min_length=1)
+    train: TrainConfig = TrainConfig()
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions_in_range(cls, v: list[float]) -> list[float]:
+        for f in v:
+            if not 0 < f <= 1:
+                raise ValueError(f"fraction {f} is outside (0, 1]")
+        return sorted(set(v))
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, v: list[str]) -> list[str]:
+        from polytask.strategies import strategy_names
+
+        for s in v:
+            if s not in strategy_names():
+                raise ValueError(f"unknown strategy '{s}' (known: {', '.join(strategy_names())})")
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _roles(self) -> StudyConfig:
+        for name in self.tasks:
+            if "/" in name or not name.strip():
+                raise ValueError(f"task name '{name}' must be non-empty and contain no '/'")
+        if not self.targets:
+            raise ValueError("no task has role 'target': nothing to report")
+        needs_others = [s for s in self.strategies if s != "scratch"]
+        if needs_others and len(self.tasks) < 2:
+            raise ValueError(f"strategies {needs_others} need at least two tasks (got one)")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """Names of the tasks that are reported."""
+        return [n for n, t in self.tasks.items() if t.role == "target"]
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes a run's numbers (not the grid's extent).
+
+        Adding seeds, fractions or strategies keeps earlier results valid; changing
+        data, model or training rules does not.
+        """
+        keep = self.model_dump(mode="json", include={"tasks", "model", "train"})
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
+
+    def resolved(self, base: Path) -> StudyConfig:
+        """Return a copy with every data path made absolute against ``base``."""
+        tasks = {n: t.model_copy(update={"data": t.data.resolved(base)}) if t.data else t for n, t in self.tasks.items()}
+        return self.model_copy(update={"tasks": tasks})
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """One line for the first pydantic error: where, what was wrong, what was expected."""
+    loc = ".".join(str(p) for p in err.get("loc", ()) if not str(p).startswith("function-"))
+    if err.get("type") == "extra_forbidden":
+        parent, _, key = loc.rpartition(".")
+        return f"unknown key '{key}'" + (f" in '{parent}'" if parent else " at top level")
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+    where = f"field '{loc}'" if loc else "config"
+    given = err.get("input")
+    shown = "" if isinstance(given, dict) or err.get("type") == "missing" else f" (got {given!r})"
+    return f"{where}: {msg}{shown}"
+
+
+def validate(raw: dict[str, Any], base: Path | None = None, *, source: str = "config") -> StudyConfig:
+    """Build a :class:`StudyConfig` from plain data, turning validation errors into one line.
+
+    Args:
+        raw: the parsed YAML mapping.
+        base: folder that relative data paths are resolved against.
+        source: name used in messages (usually the config file's path).
+
+    Raises:
+        ConfigError: on any unknown key, wrong type or out-of-range value.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {type(raw).__name__}")
+    try:
+        cfg = StudyConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_describe(e.errors()[0])}") from None
+    return cfg.resolved(base) if base is not None else cfg
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a YAML study config; data paths are taken relative to it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return validate(raw, path.parent.resolve(), source=str(path))

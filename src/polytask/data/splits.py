@@ -1,0 +1,49 @@
+"""Seeded, stratified splits: test hold-out, validation carve, training fractions."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+
+def rng_for(seed: int, *keys: str) -> np.random.Generator:
+    """A generator fixed by ``seed`` and names, stable across processes and Python versions."""
+    return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
+
+
+def _by_class(y: np.ndarray, stratify: bool) -> list[np.ndarray]:
+    if not stratify:
+        return [np.arange(len(y))]
+    return [np.flatnonzero(y == c) for c in np.unique(y)]
+
+
+def holdout(y: np.ndarray, size: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into ``(keep, held)`` with about ``size`` of each class held out.
+
+    Every class with at least two samples keeps one and holds one, so neither side loses a class.
+    """
+    keep, held = [], []
+    for idx in _by_class(y, stratify):
+        idx = rng.permutation(idx)
+        n_held = int(round(size * len(idx)))
+        if len(idx) >= 2:
+            n_held = min(max(n_held, 1), len(idx) - 1)
+        held.append(idx[:n_held])
+        keep.append(idx[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def subsample(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool) -> np.ndarray:
+    """Indices of a ``fraction`` of the rows, per class when ``stratify``, at least one per class.
+
+    For one generator state the subsets are nested: a smaller fraction takes a prefix of
+    the same per-class permutation, so data-efficiency curves add data rather than swap it.
+    """
+    if fraction >= 1.0:
+        return np.arange(len(y))
+    chosen = []
+    for idx in _by_class(y, stratify):
+        idx = rng.permutation(idx)
+        chosen.append(idx[: max(1, int(round(fraction * len(idx))))])
+    return np.sort(np.concatenate(chosen))

@@ -1,0 +1,161 @@
+"""The training engine: the one loop every strategy trains through.
+
+AdamW over the trainable parameters (optionally in groups with their own learning
+rates), batches from every task at each step, equal-weight sum of task losses,
+early stopping on a validation criterion, best-state restore. Randomness (batch order,
+dropout) comes from the run's seed only, so the same seed gives the same numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from polytask.config import TrainConfig
+from polytask.data.prepare import PreparedTask, Split
+from polytask.errors import DivergedError
+from polytask.tasks import higher_is_better
+
+EVAL_BATCH = 4096
+
+
+@dataclass
+class FitResult:
+    """What a call to :func:`fit` did.
+
+    Attributes:
+        best_epoch: epoch (1-based) whose state was restored.
+        epochs: epochs run before stopping.
+        seconds: wall time of training, evaluation included.
+        best_val: validation metric per task at the best epoch.
+        history: per epoch, the mean training loss and each task's validation metric.
+    """
+
+    best_epoch: int
+    epochs: int
+    seconds: float
+    best_val: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Fix torch's global generator (initialization, dropout) for this process."""
+    torch.manual_seed(seed)
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless shuffled index batches; a reshuffle each pass over the data."""
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        chunks = list(perm.split(batch_size))
+        # A one-sample batch breaks BatchNorm in training mode; its sample comes back next pass.
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            chunks.pop()
+        yield from chunks
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: PreparedTask, split: Split) -> tuple[float, float]:
+    """Primary metric and mean loss of ``model`` on one split of ``task`` (eval mode)."""
+    was = model.training
+    model.eval()
+    outs = [model(x, task.task.name) for x in split.x.split(EVAL_BATCH)]
+    model.train(was)
+    out = torch.cat(outs)
+    return task.task.score(out, split.y), task.task.loss(out, split.y).item()
+
+
+def _criterion(select: str, data: dict[str, PreparedTask]):
+    """Validation criterion, higher is better: one task's metric, or minus the mean loss."""
+    if select == "loss":
+        return lambda metrics, losses: -sum(losses.values()) / len(losses)
+    sign = 1.0 if higher_is_better(data[select].task.metric) else -1.0
+    return lambda metrics, losses: sign * metrics[select]
+
+
+def fit(
+    model: nn.Module,
+    data: dict[str, PreparedTask],
+    train: TrainConfig,
+    seed: int,
+    select: str = "loss",
+    param_groups: list[dict[str, Any]] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> FitResult:
+    """Train ``model(x, task_name)`` on every task in ``data`` and restore its best state.
+
+    Each step draws one batch from every task, so a small task is cycled rather than
+    starved by a large one; an epoch is one pass over the largest task, and at least
+    ``train.min_steps_per_epoch`` steps.
+
+    Args:
+        model: module called as ``model(x, task_name)``.
+        data: prepared tasks to train on (their validation splits drive selection).
+        train: optimizer and stopping rules.
+        seed: fixes batch order and dropout.
+        select: task whose primary validation metric picks the best epoch, or ``"loss"``
+            for the mean validation loss over all tasks.
+        param_groups: AdamW parameter groups (e.g. a lower learning rate for pretrained
+            layers); default: every trainable parameter at ``train.lr``.
+        callbacks: objects with an optional ``on_epoch_end(epoch, max_epochs, record)``.
+
+    Returns:
+        A :class:`FitResult`; ``model`` holds the best state.
+
+    Raises:
+        DivergedError: when a training loss is NaN or infinite.
+    """
+    start = time.perf_counter()
+    seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+    names = list(data)
+    streams = {n: _batches(len(data[n].train), train.batch_size, gen) for n in names}
+    steps = max(train.min_steps_per_epoch, *(math.ceil(len(data[n].train) / train.batch_size) for n in names))
+    score_of = _criterion(select, data)
+
+    best_score, best_state, best_epoch, best_val, stale = -math.inf, None, 0, {}, 0
+    history: list[dict[str, float]] = []
+    for epoch in range(1, train.max_epochs + 1):
+        model.train()
+        total = 0.0
+        for _ in range(steps):
+            loss = 0.0
+            for n in names:
+                idx = next(streams[n])
+                split = data[n].train
+                loss = loss + data[n].task.loss(model(split.x[idx], n), split.y[idx])
+            if not torch.isfinite(loss):
+                raise DivergedError(f"training loss became {loss.item()} at epoch {epoch}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+
+        metrics, losses = {}, {}
+        for n in names:
+            metrics[n], losses[n] = evaluate(model, data[n], data[n].val)
+        score = score_of(metrics, losses)
+        record = {"epoch": epoch, "train_loss": total / steps, **{f"val_{n}": v for n, v in metrics.items()}}
+        history.append(record)
+        if score > best_score:
+            best_score, best_epoch, best_val, stale = score, epoch, metrics, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_end"):
+                cb.on_epoch_end(epoch, train.max_epochs, record)
+        if stale >= train.patience:
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(best_epoch, epoch, time.perf_counter() - start, best_val, history)

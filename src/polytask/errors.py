@@ -1,0 +1,16 @@
+"""Errors polytask raises for bad input.
+
+Every problem with the user's config, files or data becomes a :class:`ConfigError`
+whose message is one line naming the field, file or value and what was expected.
+The CLI prints that line and exits with code 2; the Python API lets it propagate.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """Bad input: a config field, data file or value that polytask cannot use."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss."""

@@ -1,0 +1,25 @@
+"""The self-contained HTML report (Jinja2 template, plots embedded as PNG)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from polytask.report import plots
+
+
+def render_report(summary: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> str:
+    """HTML text of the report for a study summary."""
+    from polytask import __version__
+
+    env = Environment(loader=PackageLoader("polytask", "report"), autoescape=select_autoescape(["html", "j2"]))
+    figures = [
+        {
+            "task": task,
+            "bars": plots.metric_by_strategy(summary["cells"], task, summary["strategies"], summary["fractions"]),
+            "curve": plots.data_efficiency(summary["cells"], task, summary["strategies"]),
+        }
+        for task in summary["tasks"]
+    ]
+    return env.get_template("template.html.j2").render(s=summary, plots=figures, version=__version__)

@@ -1,0 +1,192 @@
+"""Strategies: how a target task is learned. Each builds a model and a data plan, then
+calls the one engine; none has a training loop of its own.
+
+- ``scratch``: the target alone, random initialization.
+- ``feature-extraction``: shared layers pretrained on the other tasks, frozen; a new head
+  trained on features computed once per run.
+- ``fine-tune``: the same pretrained shared layers and a new head, all trained on the
+  target, the pretrained layers at ``train.backbone_lr_ratio`` of the learning rate.
+- ``mtl``: one model, shared layers and a head per task, trained on every task at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from polytask.config import StudyConfig
+from polytask.data.prepare import PreparedTask, Split
+from polytask.engine import evaluate, fit, seed_everything
+from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
+from polytask.tasks import Task
+
+
+@dataclass
+class RunContext:
+    """Everything a strategy needs for one run ``(target, fraction, seed)``.
+
+    Attributes:
+        prepare: ``prepare(task_name, fraction)`` gives that task's tensors for this seed.
+        new_backbone: builds a freshly initialized backbone for an input shape.
+        pretrained: returns ``(backbone, seconds)``: shared layers pretrained on every
+            task but the target for this seed (trained once, then loaded from cache).
+        callbacks: passed to the engine (progress display).
+    """
+
+    target: str
+    fraction: float
+    seed: int
+    config: StudyConfig
+    tasks: dict[str, Task]
+    prepare: Callable[[str, float], PreparedTask]
+    new_backbone: Callable[[tuple[int, ...]], nn.Module]
+    pretrained: Callable[[], tuple[nn.Module, float]]
+    callbacks: Sequence[Any] = ()
+
+
+@dataclass
+class RunOutcome:
+    """Numbers one run produced, as recorded in ``results.jsonl``."""
+
+    test: float
+    val: float
+    train_seconds: float
+    trainable_params: int
+    backbone_params: int
+    head_params: int
+    epochs: int
+    best_epoch: int
+    pretrain_seconds: float = 0.0
+
+
+StrategyFn = Callable[[RunContext], RunOutcome]
+_REGISTRY: dict[str, StrategyFn] = {}
+PRETRAINED: set[str] = set()
+
+
+def register_strategy(name: str, uses_pretrained: bool = False):
+    """Decorator registering a strategy function; a duplicate name raises."""
+
+    def wrap(fn: StrategyFn) -> StrategyFn:
+        if name in _REGISTRY:
+            raise ValueError(f"strategy '{name}' is already registered")
+        _REGISTRY[name] = fn
+        if uses_pretrained:
+            PRETRAINED.add(name)
+        return fn
+
+    return wrap
+
+
+def strategy_names() -> list[str]:
+    """Registered strategy names."""
+    return list(_REGISTRY)
+
+
+def get_strategy(name: str) -> StrategyFn:
+    """The strategy registered as ``name``."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown strategy '{name}' (known: {', '.join(_REGISTRY)})")
+    return _REGISTRY[name]
+
+
+def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, PreparedTask], target: PreparedTask, **kw) -> RunOutcome:
+    """Fit through the engine, select on the target's validation metric, test once."""
+    result = fit(model, data, ctx.config.train, ctx.seed, select=ctx.target, callbacks=ctx.callbacks, **kw)
+    test, _ = evaluate(model, target, target.test)
+    return RunOutcome(
+        test=test,
+        val=result.best_val[ctx.target],
+        train_seconds=result.seconds,
+        trainable_params=count_params(model, trainable_only=True),
+        backbone_params=count_params(model.backbone),
+        head_params=count_params(model.heads[ctx.target]),
+        epochs=result.epochs,
+        best_epoch=result.best_epoch,
+    )
+
+
+@register_strategy("scratch")
+def scratch(ctx: RunContext) -> RunOutcome:
+    """The target task alone, from a random initialization."""
+    target = ctx.prepare(ctx.target, ctx.fraction)
+    seed_everything(ctx.seed)
+    model = MultiTaskModel(ctx.new_backbone(target.input_shape), [target.task])
+    return _train_and_test(ctx, model, {ctx.target: target}, target)
+
+
+@register_strategy("mtl")
+def mtl(ctx: RunContext) -> RunOutcome:
+    """All tasks at once: shared backbone, a head each, equal loss weights.
+
+    The target uses the run's fraction; every other task uses all of its training data,
+    exactly the data the transfer strategies pretrain on.
+    """
+    data = {n: ctx.prepare(n, ctx.fraction if n == ctx.target else 1.0) for n in ctx.tasks}
+    target = data[ctx.target]
+    seed_everything(ctx.seed)
+    model = MultiTaskModel(ctx.new_backbone(target.input_shape), [d.task for d in data.values()])
+    return _train_and_test(ctx, model, data, target)
+
+
+@torch.no_grad()
+def _features(backbone: nn.Module, split: Split) -> Split:
+    return Split(torch.cat([backbone(x) for x in split.x.split(4096)]), split.y)
+
+
+@register_strategy("feature-extraction", uses_pretrained=True)
+def feature_extraction(ctx: RunContext) -> RunOutcome:
+    """Frozen pretrained shared layers; a new head trained on features computed once."""
+    target = ctx.prepare(ctx.target, ctx.fraction)
+    backbone, pre_seconds = ctx.pretrained()
+    backbone.eval().requires_grad_(False)
+    t0 = time.perf_counter()
+    cached = PreparedTask(target.task, *(_features(backbone, s) for s in (target.train, target.val, target.test)))
+    feature_seconds = time.perf_counter() - t0
+    seed_everything(ctx.seed)
+    head_model = MultiTaskModel(FeatureBackbone(backbone.out_features), [target.task])
+    out = _train_and_test(ctx, head_model, {ctx.target: cached}, cached)
+    out.train_seconds += feature_seconds
+    out.backbone_params = count_params(backbone)
+    out.pretrain_seconds = pre_seconds
+    return out
+
+
+@register_strategy("fine-tune", uses_pretrained=True)
+def fine_tune(ctx: RunContext) -> RunOutcome:
+    """Pretrained shared layers and a new head, all trained on the target.
+
+    The pretrained layers learn at ``backbone_lr_ratio * lr`` so that the new head's early,
+    noisy gradients do not wipe out what pretraining learned.
+    """
+    target = ctx.prepare(ctx.target, ctx.fraction)
+    backbone, pre_seconds = ctx.pretrained()
+    seed_everything(ctx.seed)
+    model = MultiTaskModel(backbone, [target.task])
+    lr = ctx.config.train.lr
+    groups = [
+        {"params": list(model.backbone.parameters()), "lr": lr * ctx.config.train.backbone_lr_ratio},
+        {"params": list(model.heads.parameters()), "lr": lr},
+    ]
+    out = _train_and_test(ctx, model, {ctx.target: target}, target, param_groups=groups)
+    out.pretrain_seconds = pre_seconds
+    return out
+
+
+def pretrain(ctx: RunContext) -> tuple[dict[str, torch.Tensor], float]:
+    """Shared layers trained jointly on every task except the target (a head each).
+
+    Uses all training data of those tasks and selects the epoch with the lowest mean
+    validation loss. Returns the backbone's state dict and the seconds it took.
+    """
+    data = {n: ctx.prepare(n, 1.0) for n in ctx.tasks if n != ctx.target}
+    first = next(iter(data.values()))
+    seed_everything(ctx.seed)
+    model = MultiTaskModel(ctx.new_backbone(first.input_shape), [d.task for d in data.values()])
+    result = fit(model, data, ctx.config.train, ctx.seed, select="loss", callbacks=ctx.callbacks)
+    return model.backbone.state_dict(), result.seconds

@@ -1,0 +1,7 @@
+"""Plan, run and resume studies; the results store."""
+
+from polytask.study.plan import RunSpec, plan_runs
+from polytask.study.runner import Study, finalize
+from polytask.study.store import ResultStore, write_atomic
+
+__all__ = ["ResultStore", "RunSpec", "Study", "finalize", "plan_runs", "write_atomic"]

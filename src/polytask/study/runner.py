@@ -1,0 +1,258 @@
+"""Run a study: load and check the data, run every pending cell of the grid, analyse, report.
+
+Results are appended to ``results.jsonl`` as runs finish, so an interrupted study loses
+nothing finished and a rerun on the same folder resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from polytask.config import StudyConfig, load_config, validate
+from polytask.data.arrays import TaskData, check_task_data
+from polytask.data.loaders import load_data
+from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
+from polytask.errors import ConfigError
+from polytask.models.backbones import create_backbone, from_user_module
+from polytask.strategies import PRETRAINED, RunContext, RunOutcome, get_strategy, pretrain
+from polytask.study.plan import RunSpec, plan_runs
+from polytask.study.progress import StudyProgress
+from polytask.study.store import ResultStore, write_atomic
+from polytask.tasks import Task, infer_task
+
+UserBackbone = nn.Module | Callable[[], nn.Module]
+
+# The study a worker process executes; set before the pool forks so children inherit it
+# without pickling (user backbones are often lambdas or local classes).
+_ACTIVE: Study | None = None
+
+
+class Study:
+    """A comparison of strategies on a set of tasks.
+
+    Args:
+        config: a :class:`StudyConfig` or the same structure as a plain dict.
+        data: in-memory arrays per task name; a task given here needs no ``data:`` in
+            the config.
+        backbone: the user's own shared layers, as an ``nn.Module`` (re-initialized for
+            every run) or a zero-argument factory; replaces ``model.backbone``.
+
+    Example:
+        >>> study = Study.from_yaml("examples/mnist-to-digits.yaml")  # doctest: +SKIP
+        >>> summary = study.run(out="runs/demo")  # doctest: +SKIP
+    """
+
+    def __init__(self, config: StudyConfig | dict, data: dict[str, TaskData] | None = None, backbone: UserBackbone | None = None):
+        self.config = config if isinstance(config, StudyConfig) else validate(config)
+        self.data_override = dict(data or {})
+        self.backbone = backbone
+        self._loaded: tuple[dict[str, TaskData], dict[str, Task]] | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
+        """Load a study from a YAML config; data paths are relative to the file."""
+        return cls(load_config(path), **kwargs)
+
+    # ---- data -------------------------------------------------------------------------
+
+    def load(self) -> tuple[dict[str, TaskData], dict[str, Task]]:
+        """Load, type and check every task's data (once); raise :class:`ConfigError` on bad input."""
+        if self._loaded is not None:
+            return self._loaded
+        raw, tasks = {}, {}
+        unknown = set(self.data_override) - set(self.config.tasks)
+        if unknown:
+            raise ConfigError(f"data given for task(s) {sorted(unknown)} not in the config's tasks ({', '.join(self.config.tasks)})")
+        for name, tcfg in self.config.tasks.items():
+            if name in self.data_override:
+                d = self.data_override[name]
+                if not isinstance(d, TaskData):
+                    raise ConfigError(f"data for task '{name}' must be a polytask.data.TaskData, got {type(d).__name__}")
+                if d.origin == "arrays":
+                    d = TaskData(**{**d.__dict__, "origin": f"arrays for task '{name}'"})
+            elif tcfg.data is None:
+                raise ConfigError(f"field 'tasks.{name}.data': missing, and no in-memory data was given for task '{name}'")
+            else:
+                d = load_data(tcfg.data)
+            tasks[name] = infer_task(name, d.y_train, tcfg.kind)
+            check_task_data(d, tasks[name])
+            raw[name] = d
+        self._check_shapes(raw)
+        self._loaded = raw, tasks
+        return self._loaded
+
+    def _check_shapes(self, raw: dict[str, TaskData]) -> None:
+        """Every task must fit the backbone; shared backbones need one input shape."""
+        size = self.config.model.image_size
+        shapes = {n: tuple(as_model_input(d.x_train[:1], size).shape[1:]) for n, d in raw.items()}
+        self._shapes = shapes
+        if set(self.config.strategies) != {"scratch"} and len(set(shapes.values())) > 1:
+            listed = ", ".join(f"'{n}' {s}" for n, s in shapes.items())
+            hint = "; set model.image_size so image tasks share one size" if any(len(s) == 3 for s in shapes.values()) else ""
+            raise ConfigError(f"tasks have different input shapes ({listed}) but share one backbone{hint}")
+        for shape in set(shapes.values()):
+            self.new_backbone(shape)
+
+    def new_backbone(self, input_shape: tuple[int, ...]) -> nn.Module:
+        """A freshly initialized backbone for inputs of ``input_shape``."""
+        if self.backbone is not None:
+            return from_user_module(self.backbone, input_shape)
+        return create_backbone(self.config.model.backbone, input_shape, self.config.model)
+
+    def prepare(self, task: str, seed: int, fraction: float) -> PreparedTask:
+        """Tensors of ``task`` for one seed and training fraction."""
+        raw, tasks = self.load()
+        return prepare_task(raw[task], tasks[task], seed, fraction, self.config.model.image_size)
+
+    # ---- running ----------------------------------------------------------------------
+
+    def _pretrained_path(self, out: Path, target: str, seed: int) -> Path:
+        return out / "pretrained" / target / f"seed{seed}.pt"
+
+    def _context(self, out: Path, spec: RunSpec, callbacks=()) -> RunContext:
+        _, tasks = self.load()
+        return RunContext(
+            target=spec.task,
+            fraction=spec.fraction,
+            seed=spec.seed,
+            config=self.config,
+            tasks=tasks,
+            prepare=lambda name, frac: self.prepare(name, spec.seed, frac),
+            new_backbone=self.new_backbone,
+            pretrained=lambda: self._pretrained(out, spec, callbacks),
+            callbacks=callbacks,
+        )
+
+    def _pretrained(self, out: Path, spec: RunSpec, callbacks=()) -> tuple[nn.Module, float]:
+        """Shared layers pretrained on every task but ``spec.task`` for ``spec.seed``.
+
+        Trained once per (target, seed) and cached in the study folder; every fraction
+        and both transfer strategies of that seed start from the same weights.
+        """
+        path = self._pretrained_path(out, spec.task, spec.seed)
+        fingerprint = self.config.fingerprint()
+        cached = torch.load(path, weights_only=True) if path.exists() else None
+        if cached is None or cached.get("fingerprint") != fingerprint:
+            state, seconds = pretrain(self._context(out, RunSpec(spec.task, "pretrain", 1.0, spec.seed), callbacks))
+            cached = {"state": state, "seconds": seconds, "fingerprint": fingerprint}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(cached, tmp)
+            tmp.replace(path)
+        backbone = self.new_backbone(self._shapes[spec.task])
+        backbone.load_state_dict(cached["state"])
+        return backbone, float(cached["seconds"])
+
+    def execute(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:
+        """Run one cell and return its results row; failures become ``status: failed`` rows."""
+        _, tasks = self.load()
+        row: dict[str, Any] = {
+            "run_id": spec.run_id,
+            "task": spec.task,
+            "strategy": spec.strategy,
+            "fraction": spec.fraction,
+            "seed": spec.seed,
+            "metric": tasks[spec.task].metric,
+            "fingerprint": self.config.fingerprint(),
+        }
+        try:
+            outcome: RunOutcome = get_strategy(spec.strategy)(self._context(out, spec, callbacks))
+            row.update(outcome.__dict__, status="ok", error=None)
+        except (KeyboardInterrupt, ConfigError):
+            raise
+        except Exception as e:  # a failing run is recorded and the study goes on
+            last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+            where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
+            row.update(status="failed", error=f"{type(e).__name__}: {e}{where}".replace("\n", " "))
+        row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        return row
+
+    def run(self, out: str | Path | None = None, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+        """Run every pending cell of the grid, then write ``summary.json`` and ``report.html``.
+
+        Args:
+            out: study folder (default ``runs/<name>``); finished runs found there are kept.
+            workers: processes running cells in parallel (1: in this process).
+            progress: show progress bars on stderr.
+
+        Returns:
+            The summary (see :func:`polytask.analysis.summarize`).
+        """
+        out = Path(out) if out is not None else Path("runs") / self.config.name
+        self.load()
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        store = ResultStore(out / "results.jsonl")
+        fingerprint = self.config.fingerprint()
+        done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == fingerprint}
+        pending = [s for s in plan_runs(self.config) if s.run_id not in done]
+        with StudyProgress(total=len(pending), enabled=progress) as bar:
+            if workers <= 1 or len(pending) <= 1:
+                for spec in pending:
+                    bar.start_run(spec.run_id)
+                    row = self.execute(out, spec, callbacks=[bar])
+                    store.append(row)
+                    bar.finish_run(row)
+            else:
+                self._run_parallel(out, pending, workers, store, bar)
+        return finalize(out)
+
+    def _run_parallel(self, out: Path, pending: list[RunSpec], workers: int, store: ResultStore, bar: StudyProgress) -> None:
+        global _ACTIVE
+        _ACTIVE = self
+        # Pretrained layers first, one job per (target, seed), so no two runs train the same ones.
+        needs = sorted({(s.task, s.seed) for s in pending if s.strategy in PRETRAINED})
+        ctx = mp.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+            for f in as_completed([pool.submit(_pretrain_job, str(out), t, s) for t, s in needs]):
+                f.result()
+            futures = {pool.submit(_run_job, str(out), spec): spec for spec in pending}
+            for f in as_completed(futures):
+                row = f.result()
+                store.append(row)
+                bar.finish_run(row)
+
+
+def _init_worker() -> None:
+    # Several processes on few cores: one thread each avoids oversubscription.
+    torch.set_num_threads(1)
+
+
+def _pretrain_job(out: str, target: str, seed: int) -> None:
+    try:
+        _ACTIVE._pretrained(Path(out), RunSpec(target, "pretrain", 1.0, seed))
+    except Exception:  # the dependent runs retry it and record the failure themselves
+        pass
+
+
+def _run_job(out: str, spec: RunSpec) -> dict[str, Any]:
+    return _ACTIVE.execute(Path(out), spec)
+
+
+def finalize(out: str | Path) -> dict[str, Any]:
+    """Analyse the rows in a study folder and (re)write ``summary.json`` and ``report.html``."""
+    from polytask.analysis import summarize
+    from polytask.report.html import render_report
+
+    out = Path(out)
+    cfg_path = out / "config.yaml"
+    if not (out / "results.jsonl").exists() or not cfg_path.exists():
+        raise ConfigError(f"'{out}' is not a study folder: expected config.yaml and results.jsonl in it")
+    config = validate(yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
+    fingerprint = config.fingerprint()
+    rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
+    summary = summarize(rows, config)
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    write_atomic(out / "report.html", render_report(summary, rows))
+    return summary
