@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from polytask.errors import ConfigError
@@ -17,7 +18,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,11 +52,14 @@ def compare(
         if seeds is not None:
             cfg = cfg.model_copy(update={"seeds": seeds})
         out = out or Path("runs") / cfg.name
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out '{out}' is a file; expected a study folder")
         summary = Study(cfg).run(out=out, workers=workers, progress=True)
     except ConfigError as e:
         _fail(str(e))
     except KeyboardInterrupt:
-        _fail(f"interrupted; finished runs are saved in {out}/results.jsonl; run the same command to resume", code=130)
+        where = f"finished runs are saved in {out}/results.jsonl; " if out else ""
+        _fail(f"interrupted; {where}run the same command to resume", code=130)
     print_summary(summary)
     typer.echo(f"report: {out / 'report.html'}")
 

@@ -83,11 +83,11 @@ def check_task_data(data: TaskData, task: Task) -> None:
             out = y[(y < 0) | (y >= task.n_outputs) | (np.mod(y, 1) != 0)]
             if len(out):
                 raise ConfigError(
-                    f"{where}: label {out[0]!r} in y_{split} is out of range; task '{task.name}' has classes 0..{task.n_outputs - 1} (from y_train)"
+                    f"{where}: label {out[0].item()!r} in y_{split} is out of range; task '{task.name}' has classes 0..{task.n_outputs - 1} (from y_train)"
                 )
         elif task.kind == "binary":
             out = y[(y != 0) & (y != 1)]
             if len(out):
-                raise ConfigError(f"{where}: label {out[0]!r} in y_{split} is not 0 or 1 (task '{task.name}' is binary)")
+                raise ConfigError(f"{where}: label {out[0].item()!r} in y_{split} is not 0 or 1 (task '{task.name}' is binary)")
         elif y.reshape(len(y), -1).shape[1] != task.n_outputs:
             raise ConfigError(f"{where}: y_{split} has {y.reshape(len(y), -1).shape[1]} targets per row, y_train has {task.n_outputs}")

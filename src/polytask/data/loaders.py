@@ -71,6 +71,8 @@ def load_csv(spec: DataConfig) -> TaskData:
 
     String labels are mapped to class ids in sorted order.
     """
+    import pandas as pd
+
     df = _read_csv(spec.csv)
     cols = list(df.columns)
     if spec.target not in cols:
@@ -87,12 +89,12 @@ def load_csv(spec: DataConfig) -> TaskData:
             raise ConfigError(f"{spec.test}: missing column(s) {', '.join(gone)} that {spec.csv} has")
     labels = df[spec.target]
     mapping = None
-    if labels.dtype == object:
+    if not pd.api.types.is_numeric_dtype(labels):
         mapping = {v: i for i, v in enumerate(sorted(labels.dropna().unique()))}
     out = {}
     for split, frame in frames.items():
         x = frame[features]
-        non_numeric = [c for c in features if not np.issubdtype(x[c].dtype, np.number)]
+        non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(x[c])]
         if non_numeric:
             raise ConfigError(f"{spec.csv}: feature column '{non_numeric[0]}' is not numeric")
         y = frame[spec.target]

@@ -249,7 +249,11 @@ def finalize(out: str | Path) -> dict[str, Any]:
     cfg_path = out / "config.yaml"
     if not (out / "results.jsonl").exists() or not cfg_path.exists():
         raise ConfigError(f"'{out}' is not a study folder: expected config.yaml and results.jsonl in it")
-    config = validate(yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
+    try:
+        raw = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{cfg_path}: not valid YAML ({getattr(e, 'problem', e)}); expected the config polytask wrote there") from None
+    config = validate(raw, source=str(cfg_path))
     fingerprint = config.fingerprint()
     rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
     summary = summarize(rows, config)

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny tabular task families and a fast training config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from polytask.data import TaskData, make_task_family
+
+# Tests run two processes on two cores; one thread each avoids oversubscription.
+torch.set_num_threads(1)
+
+FAST_TRAIN = {"max_epochs": 3, "batch_size": 32, "lr": 0.005, "patience": 2, "min_steps_per_epoch": 2}
+
+
+@pytest.fixture
+def tiny_family() -> dict[str, TaskData]:
+    """Three small related tabular tasks (fast to train)."""
+    return make_task_family(n_tasks=3, n_target=60, n_source=200, n_test=100, n_features=6, seed=0)
+
+
+def tiny_config(tasks, **overrides) -> dict:
+    """A study config over in-memory tasks: ``target`` is the target, the rest sources."""
+    cfg = {
+        "name": "tiny",
+        "seeds": 2,
+        "fractions": [0.5, 1.0],
+        "tasks": {n: {"role": "target" if n == "target" else "source"} for n in tasks},
+        "model": {"backbone": "mlp", "mlp": {"hidden": [16]}},
+        "strategies": ["scratch", "feature-extraction", "fine-tune", "mtl"],
+        "train": FAST_TRAIN,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def regression_data(n: int = 120, d: int = 4, seed: int = 0) -> TaskData:
+    """A linear regression task with noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n + 60, d)).astype(np.float32)
+    y = x @ rng.normal(size=d) * 3 + 10 + rng.normal(scale=0.1, size=len(x))
+    return TaskData(x[:n], y[:n], x[n:], y[n:])

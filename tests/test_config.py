@@ -1,0 +1,70 @@
+"""Config: every shipped example loads, paths resolve, fingerprints, registries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from polytask import Study
+from polytask.config import load_config, validate
+from polytask.data.builtin import register_builtin
+from polytask.errors import ConfigError
+from polytask.models import backbone_names, register_backbone
+from polytask.strategies import register_strategy
+
+EXAMPLES = sorted(Path(__file__).resolve().parents[1].joinpath("examples").rglob("*.yaml"))
+
+
+def test_examples_exist():
+    assert len(EXAMPLES) >= 2
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_config_loads_and_its_data_checks(path):
+    study = Study.from_yaml(path)
+    raw, tasks = study.load()
+    assert set(raw) == set(study.config.tasks) and study.config.targets
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    cfg_file = tmp_path / "sub" / "study.yaml"
+    cfg_file.write_text("tasks:\n  a: {data: {npz: data/a.npz}}\nstrategies: [scratch]\n")
+    cfg = load_config(cfg_file)
+    assert cfg.tasks["a"].data.npz == tmp_path.resolve() / "sub" / "data" / "a.npz"
+
+
+def test_fingerprint_ignores_grid_extent_but_not_training_rules():
+    base = {"tasks": {"a": {"data": {"builtin": "digits"}}}, "strategies": ["scratch"]}
+    a = validate(base)
+    assert a.fingerprint() == validate({**base, "seeds": 7, "fractions": [0.1, 1.0]}).fingerprint()
+    assert a.fingerprint() != validate({**base, "train": {"lr": 0.1}}).fingerprint()
+
+
+def test_defaults_and_fraction_normalisation():
+    cfg = validate({"tasks": {"a": {"data": {"builtin": "digits"}}, "b": {"data": {"builtin": "mnist"}}}, "fractions": [1.0, 0.1, 0.1]})
+    assert cfg.fractions == [0.1, 1.0]
+    assert cfg.strategies == ["scratch", "feature-extraction", "fine-tune", "mtl"]
+    assert cfg.targets == ["a", "b"]
+
+
+def test_transfer_needs_a_second_task():
+    with pytest.raises(ConfigError, match="need at least two tasks"):
+        validate({"tasks": {"a": {"data": {"builtin": "digits"}}}, "strategies": ["scratch", "mtl"]})
+
+
+def test_duplicate_registrations_raise():
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone("mlp")(lambda shape, cfg: None)
+    with pytest.raises(ValueError, match="already registered"):
+        register_strategy("scratch")(lambda ctx: None)
+    with pytest.raises(ValueError, match="already registered"):
+        register_builtin("digits", "again")(lambda: {})
+
+
+def test_unknown_backbone_lists_known_names():
+    with pytest.raises(ConfigError) as e:
+        validate({"tasks": {"a": {"data": {"builtin": "digits"}}}, "model": {"backbone": "resnet"}, "strategies": ["scratch"]})
+    for name in backbone_names():
+        assert name in str(e.value)

@@ -1,0 +1,116 @@
+"""Splits, builtins, loaders and per-run preparation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from polytask.config import DataConfig
+from polytask.data import TaskData, load_builtin, make_task_family, prepare_task
+from polytask.data.builtin import compose_pairs
+from polytask.data.loaders import load_data
+from polytask.data.splits import holdout, rng_for, subsample
+from polytask.tasks import infer_task
+
+
+def test_holdout_is_stratified_and_disjoint():
+    y = np.repeat(np.arange(4), [40, 20, 10, 2])
+    keep, held = holdout(y, 0.25, rng_for(0, "t"), stratify=True)
+    assert set(keep).isdisjoint(held) and len(keep) + len(held) == len(y)
+    assert np.bincount(y[held]).tolist() == [10, 5, 2, 1]  # every class keeps one and holds one
+
+
+def test_subsample_nested_across_fractions_and_keeps_every_class():
+    y = np.repeat(np.arange(3), [100, 50, 10])
+    small = subsample(y, 0.05, rng_for(3, "t"), stratify=True)
+    large = subsample(y, 0.5, rng_for(3, "t"), stratify=True)
+    assert set(small) <= set(large)
+    assert np.bincount(y[small]).tolist() == [5, 2, 1]
+    assert len(subsample(y, 1.0, rng_for(3, "t"), True)) == len(y)
+
+
+def test_rng_for_is_stable_across_calls():
+    assert rng_for(1, "a").integers(0, 10**9) == rng_for(1, "a").integers(0, 10**9)
+    assert rng_for(1, "a").integers(0, 10**9) != rng_for(2, "a").integers(0, 10**9)
+
+
+def test_builtin_digits_and_mnist_are_real_and_scaled():
+    d = load_builtin("digits")
+    assert d.x_train.shape[1:] == (8, 8) and len(d.x_train) + len(d.x_test) == 1797
+    assert 0.0 <= d.x_train.min() and d.x_train.max() <= 1.0
+    m = load_builtin("mnist")
+    assert m.x_train.shape[1:] == (28, 28) and len(m.x_train) + len(m.x_test) == 5000
+    assert set(np.unique(m.y_train)) == set(range(10))
+
+
+def test_compose_pairs_places_digits_and_takes_pixel_maximum():
+    imgs = np.zeros((2, 4, 4), dtype=np.float32)
+    imgs[0, :, :] = 0.5
+    imgs[1, :, :] = 1.0
+    x, left, right = compose_pairs(imgs, np.array([3, 7]), 50, np.random.default_rng(0), shift=2, canvas=6)
+    for i in range(50):
+        a = 0.5 if left[i] == 3 else 1.0
+        b = 0.5 if right[i] == 3 else 1.0
+        assert x[i, 0, 0] == a and x[i, 5, 5] == b and x[i, 2, 2] == max(a, b)
+        assert x[i, 0, 5] == 0 and x[i, 5, 0] == 0
+
+
+def test_multi_mnist_tasks_share_inputs_with_their_own_labels():
+    left, right = load_builtin("multi-mnist", "left"), load_builtin("multi-mnist", "right")
+    assert left.x_train.shape[1:] == (36, 36)
+    assert left.x_train is right.x_train
+    assert (left.y_train != right.y_train).mean() > 0.8
+
+
+def test_csv_loader_split_string_labels_and_features(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=100), "b": rng.normal(size=100), "noise": 1.0, "label": rng.choice(["cat", "dog"], 100)})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    d = load_data(DataConfig(csv=tmp_path / "d.csv", target="label", features=["a", "b"]))
+    assert d.x_train.shape[1] == 2 and len(d.x_train) + len(d.x_test) == 100
+    assert set(np.unique(d.y_train)) == {0, 1}
+    # The test split is fixed: the same file gives the same split.
+    again = load_data(DataConfig(csv=tmp_path / "d.csv", target="label", features=["a", "b"]))
+    assert np.array_equal(d.x_test, again.x_test)
+
+
+def test_crop_removes_borders(tmp_path):
+    x = np.zeros((10, 28, 28), dtype=np.float32)
+    np.savez(tmp_path / "i.npz", x_train=x, y_train=np.arange(10) % 3, x_test=x[:4], y_test=np.arange(4) % 3)
+    d = load_data(DataConfig(npz=tmp_path / "i.npz", crop=4))
+    assert d.x_train.shape[1:] == (20, 20) and d.x_test.shape[1:] == (20, 20)
+
+
+def test_infer_task_kinds():
+    assert infer_task("t", np.array([0, 1, 1, 0])).kind == "binary"
+    assert infer_task("t", np.array([0, 1, 2, 2])).n_outputs == 3
+    reg = infer_task("t", np.array([1.5, 2.5, 3.5]))
+    assert reg.kind == "regression" and reg.y_shift == pytest.approx(2.5)
+    assert infer_task("t", np.arange(500)).kind == "regression"  # many whole numbers: a quantity
+
+
+def test_prepare_same_seed_same_split_and_fractions_nested():
+    fam = make_task_family(n_tasks=1, n_target=200, n_test=50, seed=0)
+    d = fam["target"]
+    task = infer_task("target", d.y_train)
+    a = prepare_task(d, task, seed=1, fraction=0.25)
+    b = prepare_task(d, task, seed=1, fraction=0.25)
+    c = prepare_task(d, task, seed=2, fraction=0.25)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.val.x, b.val.x)
+    assert not torch.equal(a.val.x, c.val.x)
+    assert abs(len(a.val) - 40) <= 2 and len(a.test) == 50  # per-class rounding
+    assert abs(len(a.train) - 40) <= 4
+    # Tabular inputs are standardized with the run's training rows.
+    assert a.train.x.mean(0).abs().max() < 1e-5
+
+
+def test_prepare_images_resize_and_keep_background_zero():
+    x = np.zeros((30, 8, 8), dtype=np.float32)
+    x[:, 2:6, 2:6] = 16.0
+    d = TaskData(x, np.arange(30) % 3, x[:9], np.arange(9) % 3)
+    p = prepare_task(d, infer_task("t", d.y_train), seed=0, image_size=16)
+    assert p.train.x.shape[1:] == (1, 16, 16)
+    assert p.train.x.max().item() == pytest.approx(1.0)
+    assert p.train.x[:, :, 0, 0].abs().max().item() == 0.0

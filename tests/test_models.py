@@ -1,0 +1,36 @@
+"""Backbones and the multi-task model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polytask.config import ModelConfig
+from polytask.errors import ConfigError
+from polytask.models import MultiTaskModel, backbone_names, count_params, create_backbone
+from polytask.tasks import Task
+
+SHAPES = {"mlp": [(5,), (1, 8, 8)], "cnn": [(1, 8, 8), (1, 16, 16), (3, 36, 36)]}
+
+
+@pytest.mark.parametrize("name", backbone_names())
+def test_every_backbone_maps_a_batch_to_out_features(name):
+    for shape in SHAPES[name]:
+        net = create_backbone(name, shape, ModelConfig())
+        out = net(torch.randn(4, *shape))
+        assert out.shape == (4, net.out_features)
+
+
+def test_cnn_rejects_tabular_inputs():
+    with pytest.raises(ConfigError, match="needs image inputs"):
+        create_backbone("cnn", (5,), ModelConfig())
+
+
+def test_multitask_model_routes_to_the_task_head():
+    net = create_backbone("mlp", (3,), ModelConfig(mlp={"hidden": [4]}))
+    model = MultiTaskModel(net, [Task("a", "classification", 5), Task("b", "regression", 1)])
+    x = torch.randn(2, 3)
+    assert model(x, "a").shape == (2, 5) and model(x, "b").shape == (2, 1)
+    assert count_params(model) == (3 * 4 + 4) + (4 * 5 + 5) + (4 + 1)
+    model.backbone.requires_grad_(False)
+    assert count_params(model, trainable_only=True) == (4 * 5 + 5) + (4 + 1)
