@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from polytask import Study
-from polytask.study.plan import RunSpec
 from polytask.strategies import strategy_names
-
-from conftest import tiny_config
+from polytask.study.plan import RunSpec
 
 
 @pytest.fixture

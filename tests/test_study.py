@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 from torch import nn
 
 from polytask import Study
-from polytask.strategies import _REGISTRY
+from polytask.strategies import STRATEGIES
 from polytask.study.store import ResultStore
-
-from conftest import tiny_config
 
 REQUIRED = {"task", "strategy", "fraction", "seed", "metric", "test", "val", "train_seconds", "trainable_params", "status", "error"}
 
@@ -73,14 +72,14 @@ def test_torn_last_line_is_skipped_and_next_append_starts_fresh(tmp_path):
 
 def test_failed_run_is_recorded_and_the_study_goes_on_then_retried(tiny_family, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_family, strategies=["scratch", "mtl"], fractions=[1.0])
-    real = _REGISTRY["mtl"]
+    real = STRATEGIES["mtl"]
 
     def flaky(ctx):
         if ctx.seed == 1:
             raise FloatingPointError("loss exploded")
         return real(ctx)
 
-    monkeypatch.setitem(_REGISTRY, "mtl", flaky)
+    monkeypatch.setitem(STRATEGIES, "mtl", flaky)
     summary = Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
     rows = ResultStore(tmp_path / "results.jsonl").rows()
     failed = [r for r in rows if r["status"] == "failed"]
@@ -89,7 +88,7 @@ def test_failed_run_is_recorded_and_the_study_goes_on_then_retried(tiny_family, 
     assert summary["runs"]["failed"] == 1
     assert "failed" in (tmp_path / "report.html").read_text().lower()
 
-    monkeypatch.setitem(_REGISTRY, "mtl", real)
+    monkeypatch.setitem(STRATEGIES, "mtl", real)
     summary = Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
     assert summary["runs"] == {"ok": 4, "failed": 1, "planned": 4}  # the old failure stays in the log
     assert len(ResultStore(tmp_path / "results.jsonl").rows()) == 5

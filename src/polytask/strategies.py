@@ -23,6 +23,7 @@ from polytask.config import StudyConfig
 from polytask.data.prepare import PreparedTask, Split
 from polytask.engine import evaluate, fit, seed_everything
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
+from polytask.registry import Registry
 from polytask.tasks import Task
 
 
@@ -65,17 +66,20 @@ class RunOutcome:
 
 
 StrategyFn = Callable[[RunContext], RunOutcome]
-_REGISTRY: dict[str, StrategyFn] = {}
+STRATEGIES: Registry[StrategyFn] = Registry("strategy")
 PRETRAINED: set[str] = set()
 
 
 def register_strategy(name: str, uses_pretrained: bool = False):
-    """Decorator registering a strategy function; a duplicate name raises."""
+    """Decorator registering a strategy function; a duplicate name raises.
+
+    ``uses_pretrained`` marks strategies that start from the study's pretrained shared
+    layers, so parallel execution can train those first.
+    """
+    add = STRATEGIES.register(name)
 
     def wrap(fn: StrategyFn) -> StrategyFn:
-        if name in _REGISTRY:
-            raise ValueError(f"strategy '{name}' is already registered")
-        _REGISTRY[name] = fn
+        add(fn)
         if uses_pretrained:
             PRETRAINED.add(name)
         return fn
@@ -85,14 +89,12 @@ def register_strategy(name: str, uses_pretrained: bool = False):
 
 def strategy_names() -> list[str]:
     """Registered strategy names."""
-    return list(_REGISTRY)
+    return STRATEGIES.names()
 
 
 def get_strategy(name: str) -> StrategyFn:
     """The strategy registered as ``name``."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown strategy '{name}' (known: {', '.join(_REGISTRY)})")
-    return _REGISTRY[name]
+    return STRATEGIES.get_item(name)
 
 
 def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, PreparedTask], target: PreparedTask, **kw) -> RunOutcome:

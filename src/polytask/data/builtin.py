@@ -15,6 +15,7 @@ import numpy as np
 from polytask.data.arrays import TaskData
 from polytask.data.splits import holdout, rng_for
 from polytask.errors import ConfigError
+from polytask.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,15 @@ class Builtin:
     load: Callable[[], dict[str, TaskData]]
 
 
-_REGISTRY: dict[str, Builtin] = {}
+BUILTINS: Registry[Builtin] = Registry("builtin dataset")
 
 
 def register_builtin(name: str, description: str, targets: tuple[str, ...] = ("label",)):
     """Decorator registering a loader under ``name``; a duplicate name raises."""
+    add = BUILTINS.register(name)
 
     def wrap(fn: Callable[[], dict[str, TaskData]]):
-        if name in _REGISTRY:
-            raise ValueError(f"builtin dataset '{name}' is already registered")
-        _REGISTRY[name] = Builtin(name, description, targets, lru_cache(maxsize=1)(fn))
+        add(Builtin(name, description, targets, lru_cache(maxsize=1)(fn)))
         return fn
 
     return wrap
@@ -50,14 +50,12 @@ def register_builtin(name: str, description: str, targets: tuple[str, ...] = ("l
 
 def builtin_names() -> list[str]:
     """Names of the registered built-in datasets."""
-    return sorted(_REGISTRY)
+    return sorted(BUILTINS)
 
 
 def get_builtin(name: str) -> Builtin:
     """The registered builtin ``name``; unknown names raise and list the known ones."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown builtin dataset '{name}' (known: {', '.join(builtin_names())})")
-    return _REGISTRY[name]
+    return BUILTINS.get_item(name)
 
 
 def load_builtin(name: str, target: str | None = None) -> TaskData:
@@ -134,7 +132,7 @@ def describe_builtins() -> list[dict]:
     """Name, description, targets, sample shape and split sizes of every builtin (loads them)."""
     rows = []
     for name in builtin_names():
-        b = _REGISTRY[name]
+        b = BUILTINS[name]
         d = b.load()[b.targets[0]]
         rows.append(
             {

@@ -16,33 +16,25 @@ from torch import nn
 
 from polytask.config import ModelConfig
 from polytask.errors import ConfigError
+from polytask.registry import Registry
 
 BackboneBuilder = Callable[[tuple[int, ...], ModelConfig], nn.Module]
-_REGISTRY: dict[str, BackboneBuilder] = {}
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
 
 
 def register_backbone(name: str):
     """Decorator registering ``fn(input_shape, model_config) -> nn.Module``; duplicates raise."""
-
-    def wrap(fn: BackboneBuilder) -> BackboneBuilder:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone '{name}' is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    return BACKBONES.register(name)
 
 
 def backbone_names() -> list[str]:
     """Registered backbone names."""
-    return sorted(_REGISTRY)
+    return BACKBONES.names()
 
 
 def create_backbone(name: str, input_shape: tuple[int, ...], cfg: ModelConfig) -> nn.Module:
     """Build the registered backbone ``name`` for inputs of ``input_shape`` (one sample)."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown backbone '{name}' (known: {', '.join(backbone_names())})")
-    return _REGISTRY[name](tuple(input_shape), cfg)
+    return BACKBONES.get_item(name)(tuple(input_shape), cfg)
 
 
 class MLP(nn.Module):

@@ -1,0 +1,43 @@
+"""Named registries for backbones, strategies and datasets.
+
+Like timm's ``register_model``, but stricter: registering a name twice raises, and
+asking for an unknown name raises a one-line error listing the known ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from polytask.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(dict, Generic[T]):
+    """A ``name -> item`` mapping of one ``kind`` (used in messages)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator adding the decorated item under ``name``."""
+
+        def wrap(item: T) -> T:
+            if name in self:
+                raise ValueError(f"{self.kind} '{name}' is already registered")
+            self[name] = item
+            return item
+
+        return wrap
+
+    def get_item(self, name: str) -> T:
+        """The item registered as ``name``."""
+        if name not in self:
+            raise ConfigError(f"unknown {self.kind} '{name}' (known: {', '.join(self.names())})")
+        return self[name]
+
+    def names(self) -> list[str]:
+        """Registered names in registration order."""
+        return list(self)
