@@ -20,12 +20,26 @@ def _feature_map(rng: np.random.Generator, n_features: int, n_latent: int):
     return lambda x: np.tanh(2.0 * x @ w)
 
 
+def _balanced_readout(rng: np.random.Generator, h, n_features: int, n_latent: int, n_classes: int) -> np.ndarray:
+    """A random readout under which every class holds at least half its even share.
+
+    An unlucky readout can leave a class so rare that a 100-sample training set misses it.
+    """
+    probe = h(rng.normal(size=(4000, n_features)))
+    while True:
+        readout = rng.normal(size=(n_latent, n_classes))
+        share = np.bincount(np.argmax(probe @ readout, axis=1), minlength=n_classes) / len(probe)
+        if share.min() >= 0.5 / n_classes:
+            return readout
+
+
 def make_task_family(
     n_tasks: int = 6,
     related: bool = True,
     n_target: int = 100,
     n_source: int = 3000,
     n_test: int = 2000,
+    n_val: int | None = None,
     n_features: int = 20,
     n_latent: int = 4,
     n_classes: int = 4,
@@ -43,6 +57,8 @@ def make_task_family(
     Args:
         n_target: training rows of the target task; sources get ``n_source`` each.
         n_test: test rows per task.
+        n_val: validation rows given with the target (``x_val``); ``None`` leaves the
+            study to carve validation from the target's training rows per seed.
         seed: fixes the maps, readouts and samples.
 
     Returns:
@@ -54,11 +70,13 @@ def make_task_family(
     for t in range(n_tasks):
         name = "target" if t == 0 else f"source{t}"
         h = shared if related else _feature_map(rng, n_features, n_latent)
-        readout = rng.normal(size=(n_latent, n_classes))
+        readout = _balanced_readout(rng, h, n_features, n_latent, n_classes)
         n = n_target if t == 0 else n_source
-        x = rng.normal(size=(n + n_test, n_features)).astype(np.float32)
+        v = n_val if (t == 0 and n_val) else 0
+        x = rng.normal(size=(n + v + n_test, n_features)).astype(np.float32)
         y = np.argmax(h(x) @ readout, axis=1).astype(np.int64)
-        out[name] = TaskData(x[:n], y[:n], x[n:], y[n:], origin=f"synthetic:{name}")
+        val = {"x_val": x[n : n + v], "y_val": y[n : n + v]} if v else {}
+        out[name] = TaskData(x[:n], y[:n], x[n + v :], y[n + v :], origin=f"synthetic:{name}", **val)
     return out
 
 
@@ -69,5 +87,6 @@ def write_npz_family(family: dict[str, TaskData], folder: str | Path) -> dict[st
     paths = {}
     for name, d in family.items():
         paths[name] = folder / f"{name}.npz"
-        np.savez(paths[name], x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
+        arrays = {k: v for k, v in d.__dict__.items() if k.startswith(("x_", "y_")) and v is not None}
+        np.savez(paths[name], **arrays)
     return paths
