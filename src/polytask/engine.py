@@ -127,17 +127,19 @@ def fit(
         model.train()
         total = 0.0
         for _ in range(steps):
-            loss = 0.0
+            loss = None
             for n in names:
                 idx = next(streams[n])
                 split = data[n].train
-                loss = loss + data[n].task.loss(model(split.x[idx], n), split.y[idx])
-            if not torch.isfinite(loss):
-                raise DivergedError(f"training loss became {loss.item()} at epoch {epoch}")
+                part = data[n].task.loss(model(split.x[idx], n), split.y[idx])
+                loss = part if loss is None else loss + part
+            value = loss.item()  # one scalar read per step, reused for the check and the log
+            if not math.isfinite(value):
+                raise DivergedError(f"training loss became {value} at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item()
+            total += value
 
         metrics, losses = {}, {}
         for n in names:
