@@ -267,7 +267,7 @@ def _cost(rows, tasks, strategies) -> list[dict[str, Any]]:
         per_task = {t: v for t, v in per_task.items() if v}
         backbone = {t: v[0]["backbone_params"] for t, v in per_task.items()}
         heads = {t: v[0]["head_params"] for t, v in per_task.items()}
-        shared = strategy == "mtl"
+        shared = strategy.partition(":")[0] == "mtl"
         serve = (max(backbone.values()) + sum(heads.values())) if shared else sum(backbone[t] + heads[t] for t in per_task)
         pre = {(r["task"], r["seed"]): r.get("pretrain_seconds") or 0.0 for r in rs}
         out.append(

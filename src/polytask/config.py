@@ -147,6 +147,40 @@ class TrainConfig(_Frozen):
     backbone_lr_ratio: float = Field(0.1, gt=0, le=1)
 
 
+class MTLConfig(BaseModel):
+    """How the ``mtl`` strategy balances its tasks.
+
+    ``weighting`` names a method of :mod:`polytask.weighting`; its hyperparameters go in
+    a section named after it, e.g. ``mtl: {weighting: cagrad, cagrad: {c: 0.5}}``. The
+    strategy ``mtl:<method>`` runs another method with its section's hyperparameters, so
+    one study can compare several side by side.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    weighting: str = "ew"
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> MTLConfig:
+        from polytask.weighting import create, weighting_names
+
+        names = weighting_names()
+        for key in [self.weighting, *(self.model_extra or {})]:
+            if key not in names:
+                raise ValueError(f"unknown weighting method '{key}' (known: {', '.join(names)})")
+        for key, hp in (self.model_extra or {}).items():
+            if not isinstance(hp, dict):
+                raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
+            try:
+                create(key, 2, **hp)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"hyperparameters of '{key}': {e}") from None
+        return self
+
+    def hparams(self, method: str) -> dict:
+        """The hyperparameters given for ``method`` (empty: its paper's defaults)."""
+        return dict((self.model_extra or {}).get(method, {}))
+
+
 class StudyConfig(_Frozen):
     """A whole study: the grid ``targets x strategies x fractions x seeds``."""
 
@@ -157,6 +191,7 @@ class StudyConfig(_Frozen):
     model: ModelConfig = ModelConfig()
     strategies: list[str] = Field(default_factory=lambda: ["scratch", "feature-extraction", "fine-tune", "mtl"], min_length=1)
     train: TrainConfig = TrainConfig()
+    mtl: MTLConfig = MTLConfig()
 
     @field_validator("fractions")
     @classmethod
@@ -170,10 +205,13 @@ class StudyConfig(_Frozen):
     @classmethod
     def _known_strategies(cls, v: list[str]) -> list[str]:
         from polytask.strategies import strategy_names
+        from polytask.weighting import weighting_names
 
         for s in v:
-            if s not in strategy_names():
-                raise ValueError(f"unknown strategy '{s}' (known: {', '.join(strategy_names())})")
+            base, _, method = s.partition(":")
+            if base not in strategy_names() or (method and (base != "mtl" or method not in weighting_names())):
+                known = [*strategy_names(), *(f"mtl:{m}" for m in weighting_names())]
+                raise ValueError(f"unknown strategy '{s}' (known: {', '.join(known)})")
         return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
@@ -199,7 +237,7 @@ class StudyConfig(_Frozen):
         Adding seeds, fractions or strategies keeps earlier results valid; changing
         data, model or training rules does not.
         """
-        keep = self.model_dump(mode="json", include={"tasks", "model", "train"})
+        keep = self.model_dump(mode="json", include={"tasks", "model", "train", "mtl"})
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved(self, base: Path) -> StudyConfig:

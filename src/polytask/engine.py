@@ -20,7 +20,9 @@ from torch import nn
 from polytask.config import TrainConfig
 from polytask.data.prepare import PreparedTask, Split
 from polytask.errors import DivergedError
+from polytask.taskgrads import assign_gradient, task_gradients
 from polytask.tasks import higher_is_better
+from polytask.weighting.base import Weighting
 
 EVAL_BATCH = 4096
 
@@ -71,6 +73,46 @@ def evaluate(model: nn.Module, task: PreparedTask, split: Split) -> tuple[float,
     return task.task.score(out, split.y), task.task.loss(out, split.y).item()
 
 
+def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.Tensor]:
+    if weighting is None or not weighting.requires_grads:
+        return []
+    if not hasattr(model, "backbone"):
+        raise ValueError(f"weighting '{weighting.name}' needs per-task gradients of shared layers, but the model has no 'backbone'")
+    return [p for p in model.backbone.parameters() if p.requires_grad]
+
+
+def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):
+    """Fill ``.grad`` for one step; return the summed task loss and the task weights used.
+
+    ``None`` sums the losses. A loss-weighting method scales them. A gradient method
+    combines the per-task gradients of the shared layers, while each head, which only
+    its own task's loss reaches, gets the plain gradient of the summed loss.
+    """
+    if len(losses) == 1 and weighting is None:
+        total = losses[0]
+    else:
+        total = torch.stack(losses).sum()
+    value = total.item()  # one scalar read per step, reused for the check and the log
+    if not math.isfinite(value):
+        raise DivergedError(f"training loss became {value} at epoch {epoch}")
+    if weighting is None:
+        total.backward()
+        return value, None
+    stacked = torch.stack(losses)
+    if not weighting.requires_grads:
+        weights = weighting.weights(stacked.detach())
+        (weights.to(stacked.dtype) * stacked).sum().backward()
+        return value, weights
+    grads = task_gradients(losses, shared)
+    combined, weights = weighting.combine(grads, stacked.detach())
+    head_grads = torch.autograd.grad(total, others, allow_unused=True) if others else []
+    for p, g in zip(others, head_grads):
+        if g is not None:
+            p.grad = g
+    assign_gradient(shared, combined)
+    return value, weights
+
+
 def _criterion(select: str, data: dict[str, PreparedTask]):
     """Validation criterion, higher is better: one task's metric, or minus the mean loss."""
     if select == "loss":
@@ -87,6 +129,7 @@ def fit(
     select: str = "loss",
     param_groups: list[dict[str, Any]] | None = None,
     callbacks: Sequence[Any] = (),
+    weighting: Weighting | None = None,
 ) -> FitResult:
     """Train ``model(x, task_name)`` on every task in ``data`` and restore its best state.
 
@@ -104,6 +147,9 @@ def fit(
         param_groups: AdamW parameter groups (e.g. a lower learning rate for pretrained
             layers); default: every trainable parameter at ``train.lr``.
         callbacks: objects with an optional ``on_epoch_end(epoch, max_epochs, record)``.
+        weighting: how task losses combine (:mod:`polytask.weighting`); ``None`` sums them.
+            Gradient methods get per-task gradients of ``model.backbone``'s parameters;
+            each epoch's mean effective task weights are logged as ``w_<task>``.
 
     Returns:
         A :class:`FitResult`; ``model`` holds the best state.
@@ -120,32 +166,40 @@ def fit(
     streams = {n: _batches(len(data[n].train), train.batch_size, gen) for n in names}
     steps = max(train.min_steps_per_epoch, *(math.ceil(len(data[n].train) / train.batch_size) for n in names))
     score_of = _criterion(select, data)
+    shared = _shared_params(model, weighting)
+    others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
+    learns_after_step = weighting is not None and type(weighting).after_step is not Weighting.after_step
 
     best_score, best_state, best_epoch, best_val, stale = -math.inf, None, 0, {}, 0
     history: list[dict[str, float]] = []
     for epoch in range(1, train.max_epochs + 1):
         model.train()
         total = 0.0
+        weight_sum = torch.zeros(len(names), dtype=torch.float64)
         for _ in range(steps):
-            loss = None
-            for n in names:
-                idx = next(streams[n])
-                split = data[n].train
-                part = data[n].task.loss(model(split.x[idx], n), split.y[idx])
-                loss = part if loss is None else loss + part
-            value = loss.item()  # one scalar read per step, reused for the check and the log
-            if not math.isfinite(value):
-                raise DivergedError(f"training loss became {value} at epoch {epoch}")
+            batches = {n: next(streams[n]) for n in names}
+            task_losses = [data[n].task.loss(model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()]
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value, weights = _backward(task_losses, weighting, shared, others, epoch)
             opt.step()
             total += value
+            if weights is not None:
+                weight_sum += weights.detach().to(torch.float64)
+            if learns_after_step:
+                # FAMO-style methods learn from how much this very step lowered each loss.
+                with torch.no_grad():
+                    after = torch.stack([data[n].task.loss(model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()])
+                weighting.after_step(after)
+        if weighting is not None:
+            weighting.on_epoch_end()
 
         metrics, losses = {}, {}
         for n in names:
             metrics[n], losses[n] = evaluate(model, data[n], data[n].val)
         score = score_of(metrics, losses)
         record = {"epoch": epoch, "train_loss": total / steps, **{f"val_{n}": v for n, v in metrics.items()}}
+        if weighting is not None:
+            record.update({f"w_{n}": float(w) / steps for n, w in zip(names, weight_sum)})
         history.append(record)
         if score > best_score:
             best_score, best_epoch, best_val, stale = score, epoch, metrics, 0

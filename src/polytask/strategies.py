@@ -11,6 +11,7 @@ calls the one engine; none has a training loop of its own.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from polytask.engine import evaluate, fit, seed_everything
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
 from polytask.registry import Registry
 from polytask.tasks import Task
+from polytask.weighting import create as create_weighting
 
 
 @dataclass
@@ -93,8 +95,10 @@ def strategy_names() -> list[str]:
 
 
 def get_strategy(name: str) -> StrategyFn:
-    """The strategy registered as ``name``."""
-    return STRATEGIES.get_item(name)
+    """The strategy registered as ``name``; ``mtl:<method>`` is ``mtl`` with that weighting."""
+    base, _, method = name.partition(":")
+    fn = STRATEGIES.get_item(base)
+    return functools.partial(fn, weighting=method) if method else fn
 
 
 def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, PreparedTask], target: PreparedTask, **kw) -> RunOutcome:
@@ -123,17 +127,20 @@ def scratch(ctx: RunContext) -> RunOutcome:
 
 
 @register_strategy("mtl")
-def mtl(ctx: RunContext) -> RunOutcome:
-    """All tasks at once: shared backbone, a head each, equal loss weights.
+def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
+    """All tasks at once: shared backbone, a head each, tasks balanced by a weighting method.
 
     The target uses the run's fraction; every other task uses all of its training data,
-    exactly the data the transfer strategies pretrain on.
+    exactly the data the transfer strategies pretrain on. ``weighting`` defaults to the
+    config's ``mtl.weighting`` (equal weights unless set).
     """
     data = {n: ctx.prepare(n, ctx.fraction if n == ctx.target else 1.0) for n in ctx.tasks}
     target = data[ctx.target]
+    name = weighting or ctx.config.mtl.weighting
+    method = create_weighting(name, len(data), seed=ctx.seed, **ctx.config.mtl.hparams(name))
     seed_everything(ctx.seed)
     model = MultiTaskModel(ctx.new_backbone(target.input_shape), [d.task for d in data.values()])
-    return _train_and_test(ctx, model, data, target)
+    return _train_and_test(ctx, model, data, target, weighting=method)
 
 
 @torch.no_grad()
