@@ -1,0 +1,95 @@
+"""Step time of every weighting method relative to equal weighting (``ew``).
+
+One training step as the engine takes it (a batch per task, forward, the method's
+backward, AdamW step) on the same model and the same batches, for 2, 10 and 40 tasks.
+Gradient methods get their per-task gradients from one batched backward
+(:func:`polytask.taskgrads.task_gradients`); the script also times the same gradients
+taken with one backward pass per task, the way reference implementations do, so the
+saving is measured in the same run.
+
+Usage::
+
+    .venv/bin/python benchmarks/mtl_step.py            # full table (a few minutes on 2 cores)
+    .venv/bin/python benchmarks/mtl_step.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from polytask.config import ModelConfig
+from polytask.engine import _backward, _shared_params
+from polytask.models import MultiTaskModel, create_backbone
+from polytask.tasks import Task
+from polytask.weighting import create, weighting_names
+
+
+def _setup(n_tasks: int, batch: int, features: int, hidden: list[int]):
+    torch.manual_seed(0)
+    tasks = [Task(f"t{i}", "classification", 10) for i in range(n_tasks)]
+    model = MultiTaskModel(create_backbone("mlp", (features,), ModelConfig(mlp={"hidden": hidden, "dropout": 0.0})), tasks)
+    xs = [torch.randn(batch, features) for _ in tasks]
+    ys = [torch.randint(0, 10, (batch,)) for _ in tasks]
+    return model, tasks, xs, ys
+
+
+def _time_steps(model, tasks, xs, ys, method, steps: int, per_task_loop: bool = False) -> float:
+    """Median seconds per step over ``steps`` steps (after one warm-up step)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    shared = _shared_params(model, method)
+    others = [p for p in model.parameters() if all(p is not q for q in shared)]
+    times = []
+    for k in range(steps + 1):
+        t0 = time.perf_counter()
+        losses = [t.loss(model(x, t.name), y) for t, x, y in zip(tasks, xs, ys)]
+        opt.zero_grad(set_to_none=True)
+        if per_task_loop:
+            # Reference-style: one backward pass per task for the shared gradients.
+            rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)]) for loss in losses]
+            combined, _ = method.combine(torch.stack(rows), torch.stack(losses).detach())
+            torch.autograd.grad(torch.stack(losses).sum(), others, allow_unused=True)
+        else:
+            _backward(losses, method, shared, others, epoch=1)
+        opt.step()
+        if k:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    args = parser.parse_args()
+    sizes = [2, 3] if args.quick else [2, 10, 40]
+    steps = 2 if args.quick else 10
+    batch, features, hidden = (8, 16, [32]) if args.quick else (64, 128, [256, 256])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP {features}->{hidden}, batch {batch} per task, median of {steps} steps")
+    print(f"{'method':<14}" + "".join(f"{f'T={t} ms':>12}{'x ew':>7}" for t in sizes))
+    results: dict[str, list[tuple[float, float]]] = {}
+    base: dict[int, float] = {}
+    for name in ["ew", *[n for n in weighting_names() if n != "ew"]]:
+        row = []
+        for t in sizes:
+            model, tasks, xs, ys = _setup(t, batch, features, hidden)
+            sec = _time_steps(model, tasks, xs, ys, create(name, t, seed=0), steps)
+            base.setdefault(t, sec)
+            row.append((sec * 1e3, sec / base[t]))
+        results[name] = row
+        print(f"{name:<14}" + "".join(f"{ms:>12.2f}{ratio:>7.2f}" for ms, ratio in row), flush=True)
+    grad_methods = [n for n in weighting_names() if create(n, 2).requires_grads]
+    if grad_methods:
+        probe = "pcgrad" if "pcgrad" in grad_methods else grad_methods[0]
+        print(f"\nper-task gradients for {probe}: one batched backward vs one backward per task")
+        for t in sizes:
+            model, tasks, xs, ys = _setup(t, batch, features, hidden)
+            batched = _time_steps(model, tasks, xs, ys, create(probe, t), steps)
+            looped = _time_steps(model, tasks, xs, ys, create(probe, t), steps, per_task_loop=True)
+            print(f"T={t:<3} batched {batched * 1e3:8.2f} ms   per-task loop {looped * 1e3:8.2f} ms   ratio loop/batched {looped / batched:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
