@@ -86,7 +86,9 @@ def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: l
 
     ``None`` sums the losses. A loss-weighting method scales them. A gradient method
     combines the per-task gradients of the shared layers, while each head, which only
-    its own task's loss reaches, gets the plain gradient of the summed loss.
+    its own task's loss reaches, gets its task's plain gradient: balancing is about the
+    shared layers, and a constant scale on one head's gradient would be undone by
+    AdamW's per-parameter normalization anyway.
     """
     if len(losses) == 1 and weighting is None:
         total = losses[0]
