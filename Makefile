@@ -22,6 +22,7 @@ test: $(BIN)/polytask
 
 bench: $(BIN)/polytask
 	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/mtl_step.py
 
 clean:
 	rm -rf runs .pytest_cache
