@@ -97,17 +97,23 @@ class CNNConfig(_Frozen):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-class ModelConfig(_Frozen):
-    """Shared layers (the backbone); each task gets its own linear head.
+class ModelConfig(BaseModel):
+    """Shared layers (the backbone), how tasks share them, and the heads.
 
     Attributes:
         backbone: registered backbone name (``mlp``, ``cnn``).
         image_size: resize every image task to this square size, so datasets of
             different sizes can share one backbone.
+        architecture: how the ``mtl`` strategy shares layers (``hard``: one backbone and a
+            linear head per task). Its options go in a section named after it, e.g.
+            ``architecture: mmoe`` with ``mmoe: {experts: 4}``. Single-task strategies
+            always use one backbone and one head.
     """
 
+    model_config = ConfigDict(extra="allow", frozen=True)
     backbone: str = "mlp"
     image_size: int | None = Field(None, ge=4)
+    architecture: str = "hard"
     mlp: MLPConfig = MLPConfig()
     cnn: CNNConfig = CNNConfig()
 
@@ -119,6 +125,23 @@ class ModelConfig(_Frozen):
         if v not in backbone_names():
             raise ValueError(f"unknown backbone '{v}' (known: {', '.join(backbone_names())})")
         return v
+
+    @model_validator(mode="after")
+    def _known_architecture(self) -> ModelConfig:
+        from polytask.models.architectures import ARCHITECTURES, check_options
+
+        for key in [self.architecture, *(self.model_extra or {})]:
+            if key not in ARCHITECTURES:
+                raise ValueError(f"unknown key or architecture '{key}' (architectures: {', '.join(ARCHITECTURES.names())})")
+        for key, options in (self.model_extra or {}).items():
+            if not isinstance(options, dict):
+                raise ValueError(f"'{key}' must be a mapping of architecture options, got {options!r}")
+            check_options(key, options)
+        return self
+
+    def architecture_options(self, name: str | None = None) -> dict:
+        """Options given for architecture ``name`` (default: the configured one)."""
+        return dict((self.model_extra or {}).get(name or self.architecture, {}))
 
 
 class TrainConfig(_Frozen):

@@ -76,9 +76,9 @@ def evaluate(model: nn.Module, task: PreparedTask, split: Split) -> tuple[float,
 def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.Tensor]:
     if weighting is None or not weighting.requires_grads:
         return []
-    if not hasattr(model, "backbone"):
-        raise ValueError(f"weighting '{weighting.name}' needs per-task gradients of shared layers, but the model has no 'backbone'")
-    return [p for p in model.backbone.parameters() if p.requires_grad]
+    if not hasattr(model, "shared_parameters"):
+        raise ValueError(f"weighting '{weighting.name}' needs per-task gradients of shared layers, but the model has no shared_parameters()")
+    return [p for p in model.shared_parameters() if p.requires_grad]
 
 
 def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):
@@ -150,7 +150,7 @@ def fit(
             layers); default: every trainable parameter at ``train.lr``.
         callbacks: objects with an optional ``on_epoch_end(epoch, max_epochs, record)``.
         weighting: how task losses combine (:mod:`polytask.weighting`); ``None`` sums them.
-            Gradient methods get per-task gradients of ``model.backbone``'s parameters;
+            Gradient methods get per-task gradients of ``model.shared_parameters()``;
             each epoch's mean effective task weights are logged as ``w_<task>``.
 
     Returns:

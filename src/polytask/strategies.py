@@ -23,6 +23,7 @@ from torch import nn
 from polytask.config import StudyConfig
 from polytask.data.prepare import PreparedTask, Split
 from polytask.engine import evaluate, fit, seed_everything
+from polytask.models.architectures import build_multitask_model
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
 from polytask.registry import Registry
 from polytask.tasks import Task
@@ -110,7 +111,7 @@ def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, Prep
         val=result.best_val[ctx.target],
         train_seconds=result.seconds,
         trainable_params=count_params(model, trainable_only=True),
-        backbone_params=count_params(model.backbone),
+        backbone_params=count_params(model) - count_params(model.heads),
         head_params=count_params(model.heads[ctx.target]),
         epochs=result.epochs,
         best_epoch=result.best_epoch,
@@ -139,7 +140,10 @@ def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
     name = weighting or ctx.config.mtl.weighting
     method = create_weighting(name, len(data), seed=ctx.seed, **ctx.config.mtl.hparams(name))
     seed_everything(ctx.seed)
-    model = MultiTaskModel(ctx.new_backbone(target.input_shape), [d.task for d in data.values()])
+    arch = ctx.config.model
+    model = build_multitask_model(
+        arch.architecture, lambda: ctx.new_backbone(target.input_shape), target.input_shape, [d.task for d in data.values()], **arch.architecture_options()
+    )
     return _train_and_test(ctx, model, data, target, weighting=method)
 
 

@@ -24,6 +24,10 @@ class MultiTaskModel(nn.Module):
     def forward(self, x: torch.Tensor, task: str) -> torch.Tensor:
         return self.heads[task](self.backbone(x))
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task uses: the backbone's."""
+        return list(self.backbone.parameters())
+
 
 class FeatureBackbone(nn.Module):
     """Identity backbone over precomputed features (feature extraction on a cache)."""
