@@ -49,3 +49,18 @@ def build_multitask_model(name: str, new_backbone: Callable[[], nn.Module], inpu
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return ARCHITECTURES.get_item(name)(new_backbone, tuple(input_shape), tasks, **options)
+
+
+def _register_builtin_architectures() -> None:
+    from polytask.models import experts
+
+    for name, builder in {
+        "mmoe": experts.build_mmoe,
+        "cgc": experts.build_cgc,
+        "ple": experts.build_ple,
+        "dselect-k": experts.build_dselect_k,
+    }.items():
+        ARCHITECTURES.register(name)(builder)
+
+
+_register_builtin_architectures()
