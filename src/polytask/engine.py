@@ -78,7 +78,10 @@ def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.
         return []
     if not hasattr(model, "shared_parameters"):
         raise ValueError(f"weighting '{weighting.name}' needs per-task gradients of shared layers, but the model has no shared_parameters()")
-    return [p for p in model.shared_parameters() if p.requires_grad]
+    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    if not shared:
+        raise ValueError(f"weighting '{weighting.name}' balances gradients of shared layers, but this model shares no trainable parameters")
+    return shared
 
 
 def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):

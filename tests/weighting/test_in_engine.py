@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import tiny_config
 
 from polytask import Study
 from polytask.config import validate
 from polytask.errors import ConfigError
 from polytask.study.store import ResultStore
 from polytask.weighting import weighting_names
-
-from conftest import tiny_config
 
 
 @pytest.mark.parametrize("name", weighting_names())

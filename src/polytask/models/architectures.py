@@ -52,13 +52,15 @@ def build_multitask_model(name: str, new_backbone: Callable[[], nn.Module], inpu
 
 
 def _register_builtin_architectures() -> None:
-    from polytask.models import experts
+    from polytask.models import experts, stagewise
 
     for name, builder in {
+        "cross-stitch": stagewise.build_cross_stitch,
         "mmoe": experts.build_mmoe,
         "cgc": experts.build_cgc,
         "ple": experts.build_ple,
         "dselect-k": experts.build_dselect_k,
+        "mtan": stagewise.build_mtan,
     }.items():
         ARCHITECTURES.register(name)(builder)
 
