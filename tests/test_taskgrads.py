@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -18,10 +19,11 @@ def _setup():
     return trunk, losses
 
 
-def test_batched_rows_match_separate_backward_passes():
+@pytest.mark.parametrize("batched", [False, True])
+def test_rows_match_separate_backward_passes(batched):
     trunk, losses = _setup()
     params = list(trunk.parameters())
-    g = task_gradients(losses, params)
+    g = task_gradients(losses, params, batched=batched)
     assert g.shape == (3, sum(p.numel() for p in params))
     for t, loss in enumerate(losses):
         ref = torch.cat([q.reshape(-1) for q in torch.autograd.grad(loss, params, retain_graph=True)])
@@ -38,8 +40,9 @@ def test_assign_gradient_round_trip():
         torch.testing.assert_close(p.grad, ref)
 
 
-def test_unused_parameter_gives_zero_row_entries():
+@pytest.mark.parametrize("batched", [False, True])
+def test_unused_parameter_gives_zero_row_entries(batched):
     a = nn.Parameter(torch.tensor([1.0, 2.0]))
     b = nn.Parameter(torch.tensor([3.0]))
-    g = task_gradients([(a**2).sum(), (a * 0).sum() + 0 * b.sum()], [a, b])
+    g = task_gradients([(a**2).sum(), (a * 0).sum() + 0 * b.sum()], [a, b], batched=batched)
     torch.testing.assert_close(g, torch.tensor([[2.0, 4.0, 0.0], [0.0, 0.0, 0.0]]))
