@@ -30,12 +30,15 @@ class DataConfig(_Frozen):
     Attributes:
         npz: NPZ file with ``x_train, y_train, x_test, y_test`` and optional ``x_val, y_val``.
         csv: CSV file; ``target`` names the label column, ``features`` the input columns
-            (default: every other column). Without ``test`` a stratified, seeded test split
-            of ``test_size`` is drawn.
+            (default: every other column not in ``exclude``). Without ``test`` a
+            stratified, seeded test split of ``test_size`` is drawn.
         builtin: name of a built-in dataset (``polytask datasets``); ``target`` picks the
             label for datasets that carry several (``multi-mnist``: ``left`` or ``right``).
         test: CSV file holding the test rows (same columns as ``csv``).
         test_size: fraction held out as test when no test split is given.
+        stratify: stratify that test split by the target column. Tasks made from several
+            columns of one file (``tasks_from_columns``) turn it off, so that all of them
+            hold out the same rows.
         crop: pixels removed from every border of each image before any resizing
             (MNIST's digits sit in a 20x20 box centred on a 28x28 canvas: ``crop: 4``
             makes them fill the frame like scikit-learn's digits do).
@@ -48,6 +51,8 @@ class DataConfig(_Frozen):
     features: list[str] | None = None
     test: Path | None = None
     test_size: float = Field(0.25, gt=0, lt=1)
+    stratify: bool = True
+    exclude: list[str] | None = None
     crop: int = Field(0, ge=0)
 
     @model_validator(mode="after")
@@ -204,8 +209,55 @@ class MTLConfig(BaseModel):
         return dict((self.model_extra or {}).get(method, {}))
 
 
+class ColumnsConfig(_Frozen):
+    """Several label columns of one CSV, one task per column (e.g. a multilabel dataset).
+
+    Every task is named after its column and holds out the same test rows.
+    """
+
+    csv: Path
+    targets: list[str] = Field(min_length=1)
+    features: list[str] | None = None
+    test: Path | None = None
+    test_size: float = Field(0.25, gt=0, lt=1)
+    role: Literal["target", "source"] = "target"
+    kind: TaskKind | None = None
+
+
+def tasks_from_columns(csv: str | Path, targets: list[str], **options: Any) -> dict[str, dict]:
+    """Task entries for ``tasks:``, one per label column of ``csv``.
+
+    Args:
+        csv: the CSV file.
+        targets: label columns; each becomes a task of that name.
+        **options: ``features``, ``test``, ``test_size``, ``role``, ``kind`` as in
+            :class:`ColumnsConfig`.
+
+    Example:
+        >>> sorted(tasks_from_columns("genes.csv", ["a", "b"], features=["x1", "x2"]))
+        ['a', 'b']
+    """
+    spec = ColumnsConfig(csv=Path(csv), targets=targets, **options)
+    out = {}
+    for column in spec.targets:
+        data = {"csv": str(spec.csv), "target": column, "test_size": spec.test_size, "stratify": False}
+        if spec.features is not None:
+            data["features"] = list(spec.features)
+        else:
+            # The other label columns are labels, not inputs.
+            data["exclude"] = [c for c in spec.targets if c != column]
+        if spec.test is not None:
+            data["test"] = str(spec.test)
+        out[column] = {"data": data, "role": spec.role, **({"kind": spec.kind} if spec.kind else {})}
+    return out
+
+
 class StudyConfig(_Frozen):
-    """A whole study: the grid ``targets x strategies x fractions x seeds``."""
+    """A whole study: the grid ``targets x strategies x fractions x seeds``.
+
+    ``tasks_from_columns:`` (a list of :class:`ColumnsConfig` mappings) adds one task per
+    listed label column to ``tasks``.
+    """
 
     name: str = "study"
     seeds: int = Field(3, ge=1)
@@ -215,6 +267,32 @@ class StudyConfig(_Frozen):
     strategies: list[str] = Field(default_factory=lambda: ["scratch", "feature-extraction", "fine-tune", "mtl"], min_length=1)
     train: TrainConfig = TrainConfig()
     mtl: MTLConfig = MTLConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_columns(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or "tasks_from_columns" not in raw:
+            return raw
+        raw = dict(raw)
+        groups = raw.pop("tasks_from_columns")
+        if not isinstance(groups, list):
+            raise ValueError("'tasks_from_columns' must be a list of {csv, targets, ...} mappings")
+        tasks = dict(raw.get("tasks") or {})
+        for i, group in enumerate(groups):
+            if not isinstance(group, dict):
+                raise ValueError(f"tasks_from_columns[{i}] must be a mapping, got {group!r}")
+            try:
+                expanded = tasks_from_columns(**group)
+            except ValidationError as e:
+                raise ValueError(f"tasks_from_columns[{i}]: {_describe(e.errors()[0])}") from None
+            except TypeError as e:
+                raise ValueError(f"tasks_from_columns[{i}]: {e}") from None
+            for name, entry in expanded.items():
+                if name in tasks:
+                    raise ValueError(f"tasks_from_columns[{i}]: task '{name}' is already defined")
+                tasks[name] = entry
+        raw["tasks"] = tasks
+        return raw
 
     @field_validator("fractions")
     @classmethod

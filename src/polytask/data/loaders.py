@@ -77,7 +77,8 @@ def load_csv(spec: DataConfig) -> TaskData:
     cols = list(df.columns)
     if spec.target not in cols:
         raise ConfigError(f"{spec.csv}: no column '{spec.target}' for target (columns: {', '.join(map(str, cols))})")
-    features = spec.features or [c for c in cols if c != spec.target]
+    skip = {spec.target, *(spec.exclude or [])}
+    features = spec.features or [c for c in cols if c not in skip]
     absent = [c for c in features if c not in cols]
     if absent:
         raise ConfigError(f"{spec.csv}: feature column(s) {', '.join(absent)} not found (columns: {', '.join(map(str, cols))})")
@@ -106,8 +107,13 @@ def load_csv(spec: DataConfig) -> TaskData:
         out[split] = (x.to_numpy(np.float32), y.to_numpy(np.float64))
     if "test" not in out:
         x, y = out["train"]
-        stratify = mapping is not None or (np.all(np.mod(y[np.isfinite(y)], 1) == 0) and len(np.unique(y)) <= 50)
-        train, test = holdout(y, spec.test_size, rng_for(0, str(spec.csv), spec.target, "test"), stratify=bool(stratify))
+        if spec.stratify:
+            classes = mapping is not None or (np.all(np.mod(y[np.isfinite(y)], 1) == 0) and len(np.unique(y)) <= 50)
+            rng = rng_for(0, str(spec.csv), spec.target, "test")
+        else:
+            # Keyed on the file alone: every column's task gets the same test rows.
+            classes, rng = False, rng_for(0, str(spec.csv), "test")
+        train, test = holdout(y, spec.test_size, rng, stratify=bool(classes))
         out = {"train": (x[train], y[train]), "test": (x[test], y[test])}
     (xtr, ytr), (xte, yte) = out["train"], out["test"]
     return TaskData(xtr, _as_labels(ytr), xte, _as_labels(yte), origin=str(spec.csv))
