@@ -120,16 +120,16 @@ CASES: dict[str, Case] = {
         ["a.npz", "label 12 ", "y_test", "0..9"],
     ),
     "label-negative": (
-        lambda d: write_case(d, a={"y_test": np.r_[np.arange(N_TEST - 1) % 3, -1]}),
-        ["a.npz", "label -1 ", "y_test", "0..2"],
+        lambda d: write_case(d, a={"y_test": np.r_[np.arange(N_TEST - 1) % 3, -2]}),
+        ["a.npz", "label -2 ", "y_test", "0..2"],
     ),
     "label-negative-in-train-of-classification-task": (
         lambda d: write_case(
             d,
-            a={"y_train": np.arange(N_TRAIN) % 3 - 1},
+            a={"y_train": np.arange(N_TRAIN) % 3 - 2},
             tasks={"a": {"data": {"npz": "a.npz"}, "kind": "classification"}, "b": {"data": {"npz": "b.npz"}, "role": "source"}},
         ),
-        ["task 'a'", "-1", "y_train"],
+        ["task 'a'", "-2", "y_train"],
     ),
     "nan-in-features": (lambda d: write_case(d, a={"x_train": _nan_x()}), ["a.npz", "x_train", "NaN", "finite"]),
     "shape-mismatch-train-test": (

@@ -354,10 +354,9 @@ def _describe(err: dict[str, Any]) -> str:
         parent, _, key = loc.rpartition(".")
         return f"unknown key '{key}'" + (f" in '{parent}'" if parent else " at top level")
     msg = err.get("msg", "invalid value").removeprefix("Value error, ")
-    where = f"field '{loc}'" if loc else "config"
     given = err.get("input")
     shown = "" if isinstance(given, dict) or err.get("type") == "missing" else f" (got {given!r})"
-    return f"{where}: {msg}{shown}"
+    return f"field '{loc}': {msg}{shown}" if loc else f"{msg}{shown}"
 
 
 def validate(raw: dict[str, Any], base: Path | None = None, *, source: str = "config") -> StudyConfig:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polytask.errors import ConfigError
-from polytask.tasks import Task
+from polytask.tasks import Task, labelled
 
 SPLITS = ("train", "val", "test")
 
@@ -77,17 +77,22 @@ def check_task_data(data: TaskData, task: Task) -> None:
             raise ConfigError(f"{where}: x_{split} has {bad} NaN or infinite values; expected finite features")
         if not np.issubdtype(y.dtype, np.number):
             raise ConfigError(f"{where}: y_{split} has dtype {y.dtype}; expected numeric labels")
-        if not np.all(np.isfinite(y)):
-            raise ConfigError(f"{where}: y_{split} has NaN or infinite labels")
+        if np.isinf(y).any():
+            raise ConfigError(f"{where}: y_{split} has infinite labels; expected numbers (NaN marks a missing label)")
+        have = labelled(y, task.kind)
+        if not have.any():
+            raise ConfigError(f"{where}: y_{split} has no labels for task '{task.name}' (every value is missing)")
+        y = y[have]
         if task.kind == "classification":
             out = y[(y < 0) | (y >= task.n_outputs) | (np.mod(y, 1) != 0)]
             if len(out):
                 raise ConfigError(
-                    f"{where}: label {out[0].item()!r} in y_{split} is out of range; task '{task.name}' has classes 0..{task.n_outputs - 1} (from y_train)"
+                    f"{where}: label {out[0].item()!r} in y_{split} is out of range; task '{task.name}' has classes "
+                    f"0..{task.n_outputs - 1} (from y_train; -1 or NaN mark a missing label)"
                 )
         elif task.kind == "binary":
             out = y[(y != 0) & (y != 1)]
             if len(out):
-                raise ConfigError(f"{where}: label {out[0].item()!r} in y_{split} is not 0 or 1 (task '{task.name}' is binary)")
+                raise ConfigError(f"{where}: label {out[0].item()!r} in y_{split} is not 0 or 1 (task '{task.name}' is binary; -1 or NaN: missing)")
         elif y.reshape(len(y), -1).shape[1] != task.n_outputs:
             raise ConfigError(f"{where}: y_{split} has {y.reshape(len(y), -1).shape[1]} targets per row, y_train has {task.n_outputs}")

@@ -15,7 +15,10 @@ def rng_for(seed: int, *keys: str) -> np.random.Generator:
 def _by_class(y: np.ndarray, stratify: bool) -> list[np.ndarray]:
     if not stratify:
         return [np.arange(len(y))]
-    return [np.flatnonzero(y == c) for c in np.unique(y)]
+    # Grouping through the inverse index keeps NaN (missing) labels together as one stratum;
+    # `y == c` would drop them, since NaN equals nothing.
+    _, inverse = np.unique(np.asarray(y, dtype=np.float64), return_inverse=True)
+    return [np.flatnonzero(inverse == k) for k in range(inverse.max() + 1)]
 
 
 def holdout(y: np.ndarray, size: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
