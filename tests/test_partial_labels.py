@@ -8,11 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from polytask import Study, TaskData
 from polytask.tasks import infer_task, labelled
-
-from conftest import tiny_config
 
 
 def test_labelled_mask_by_kind():
