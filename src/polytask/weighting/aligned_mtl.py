@@ -81,11 +81,13 @@ class AlignedMTL(Weighting):
         g = grads.detach().to(torch.float64)
         t = g.shape[0]
         pre = self.task_weights if self.task_weights is not None else torch.ones(t, dtype=torch.float64)
-        top = float(g.norm(dim=1).max())
-        if top > 0:
+        # One Gram matrix of the float64 gradients; normalising by the largest row norm is
+        # then done on the T x T matrix (no second full-size copy).
+        gram = g @ g.T
+        top2 = float(gram.diagonal().max()) if t else 0.0
+        if top2 > 0:
             # B scales like 1 (s / sqrt(lambda)): compute it on the normalised Gram matrix.
-            gs = g / top
-            b = alignment_matrix(gs @ gs.T, self.scale_mode, self.rank_tol)
+            b = alignment_matrix(gram / top2, self.scale_mode, self.rank_tol)
         else:
             b = torch.zeros(t, t, dtype=torch.float64)
         w = b @ pre.to(b.device)

@@ -47,9 +47,15 @@ def cagrad_dual_two_tasks(gram: np.ndarray, k: float) -> float:
 def cagrad_dual(gram: np.ndarray, k: float, tol: float = 1e-15, max_iter: int = 1000) -> np.ndarray:
     """Simplex weights ``w`` minimising ``w^T (M 1/T) + k sqrt(w^T M w)`` (CAGrad's dual).
 
-    Two tasks: :func:`cagrad_dual_two_tasks` (exact). More: SLSQP with the analytic
-    gradient ``M 1/T + k M w / sqrt(w^T M w)`` and tight tolerance (the reference uses
-    finite differences and default tolerances, accurate to about 1e-4).
+    Two tasks: :func:`cagrad_dual_two_tasks` (exact). More: an active-set Newton method
+    on the ``T x T`` problem (:func:`_cagrad_dual_newton`: Newton steps on the face of
+    the simplex spanned by the current support, dropping a vertex when a step reaches the
+    boundary, adding vertices with negative reduced gradient when the face is optimal),
+    which ends with the KKT conditions met to rounding in a few dozen
+    ``T x T`` solves. When it does not certify optimality (e.g. ``||g_w|| -> 0``, where
+    the objective is not smooth) SLSQP with the analytic gradient
+    ``M 1/T + k M w / sqrt(w^T M w)`` and tight tolerance ``tol`` is used instead (the
+    reference uses finite differences and default tolerances, accurate to about 1e-4).
     """
     t = gram.shape[0]
     if t == 1:
@@ -67,6 +73,9 @@ def cagrad_dual(gram: np.ndarray, k: float, tol: float = 1e-15, max_iter: int = 
         return b + k * mw / math.sqrt(max(w @ mw, 1e-30))
 
     w0 = np.full(t, 1.0 / t)
+    w = _cagrad_dual_newton(gram, b, k, max_iter)
+    if w is not None and obj(w) <= obj(w0):
+        return w
     res = minimize(obj, w0, jac=jac, method="SLSQP", bounds=[(0.0, 1.0)] * t,
                    constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)},
                    options={"ftol": tol, "maxiter": max_iter})
@@ -74,6 +83,88 @@ def cagrad_dual(gram: np.ndarray, k: float, tol: float = 1e-15, max_iter: int = 
     w = w / w.sum()
     # Never worse than the start (guards against an SLSQP failure).
     return w if obj(w) <= obj(w0) else w0
+
+
+def _cagrad_dual_newton(gram: np.ndarray, b: np.ndarray, k: float, max_iter: int) -> np.ndarray | None:
+    """Active-set Newton for :func:`cagrad_dual` (``T > 2``); ``None`` when not certified."""
+    t = gram.shape[0]
+    scale = max(float(np.abs(gram).max()), 1e-300)
+    kkt_tol = 1e-11 * (float(np.abs(b).max()) + k * math.sqrt(scale))
+    # Start at the best vertex and grow the support: the optimal support is usually small,
+    # so this takes fewer Newton steps than shrinking it from the uniform start.
+    j = int(np.argmin(b + k * np.sqrt(np.clip(gram.diagonal(), 0.0, None))))
+    w = np.zeros(t)
+    w[j] = 1.0
+    support = w > 0
+    first_add = True
+
+    def parts(w):
+        mw = gram @ w
+        r2 = float(w @ mw)
+        return mw, r2
+
+    # Each vertex enters or leaves the support a few times at most: a short cap makes a
+    # non-converging case (near-singular Gram, ||g_w|| -> 0) fall back to SLSQP quickly.
+    for _ in range(min(max_iter, 30 + 5 * t)):
+        mw, r2 = parts(w)
+        if r2 <= 1e-20 * scale:
+            return None  # ||g_w|| ~ 0: the objective is not smooth there
+        r = math.sqrt(r2)
+        grad = b + k * mw / r
+        idx = np.flatnonzero(support)
+        s = idx.size
+        # Newton step on the face: [H 1; 1^T 0] [d; -mu] = [-grad; 0].
+        h = k * (gram[np.ix_(idx, idx)] / r - np.outer(mw[idx], mw[idx]) / (r2 * r))
+        kkt = np.zeros((s + 1, s + 1))
+        kkt[:s, :s] = h + 1e-14 * scale * np.eye(s)  # H w = 0: a tiny ridge keeps it solvable
+        kkt[:s, s] = 1.0
+        kkt[s, :s] = 1.0
+        rhs = np.concatenate([-grad[idx], [0.0]])
+        try:
+            sol = np.linalg.solve(kkt, rhs)
+        except np.linalg.LinAlgError:
+            return None
+        d = sol[:s]
+        if not np.isfinite(d).all():
+            return None
+        mu = float(grad[idx] @ w[idx]) if s else 0.0  # multiplier estimate (sum w = 1)
+        face_ok = float(np.abs(grad[idx] - mu).max()) <= kkt_tol
+        if face_ok:
+            # Optimal on the face: add the vertices whose reduced gradient is negative. The
+            # first time all of them at once (far fewer faces to visit when the optimal
+            # support is large, e.g. near-orthogonal gradients), afterwards only the most
+            # negative one (adding all each time can cycle).
+            add = ~support & (grad < mu - kkt_tol)
+            if not add.any():
+                return w
+            if first_add:
+                support = support | add
+                first_add = False
+            else:
+                support[int(np.argmin(np.where(add, grad, np.inf)))] = True
+            continue
+        # Step to the boundary at most; drop the vertex that reaches it.
+        neg = d < 0
+        alpha_max = float(np.min(-w[idx][neg] / d[neg])) if neg.any() else np.inf
+        alpha = min(1.0, alpha_max)
+        f0 = float(w @ b) + k * r
+        while True:
+            cand = w.copy()
+            cand[idx] = w[idx] + alpha * d
+            cand = np.clip(cand, 0.0, None)
+            mc = gram @ cand
+            fc = float(cand @ b) + k * math.sqrt(max(float(cand @ mc), 0.0))
+            if fc <= f0 + 1e-4 * alpha * float(grad[idx] @ d):
+                break
+            alpha *= 0.5
+            if alpha < 1e-12:
+                return None  # no descent along the Newton direction: not certified
+        if alpha == alpha_max:
+            # (alpha_max may be 0: a just-added vertex the step would make negative.)
+            cand[idx[neg][int(np.argmin(-w[idx][neg] / d[neg]))]] = 0.0
+        support = cand > 0
+        w = cand / cand.sum()
+    return None
 
 
 @register_weighting("cagrad")
@@ -95,8 +186,9 @@ class CAGrad(Weighting):
     like the mean gradient, not to ``T``).
 
     Numerics: float64 on the Gram matrix divided by the largest squared gradient norm
-    (the dual minimiser is scale-invariant). Two tasks: exact closed form; more tasks:
-    SLSQP with the analytic gradient (:func:`cagrad_dual`). When ``||g_w||`` is zero (0 in
+    (the dual minimiser is scale-invariant). Two tasks: exact closed form; more tasks: an
+    active-set Newton method on the ``T x T`` dual, with SLSQP as the fallback
+    (:func:`cagrad_dual`). When ``||g_w||`` is zero (0 in
     the convex hull of the gradients, e.g. ``g_2 = -g_1``) the correction is undefined;
     we then return ``g0`` (``lambda = 0``) instead of the reference's ``1e-8``-guarded
     blow-up.
@@ -121,10 +213,13 @@ class CAGrad(Weighting):
         g = grads.detach().to(torch.float64)
         t = g.shape[0]
         coef = torch.full((t,), 1.0 / t, dtype=torch.float64, device=g.device)
-        top = float(g.norm(dim=1).max())
-        if top > 0 and self.c > 0:
-            gs = g / top  # entries O(1): the dual minimiser does not depend on the scale
-            gram = (gs @ gs.T).cpu().numpy()
+        # One Gram matrix of the float64 gradients; the scaling by the largest squared norm
+        # is done on the T x T matrix (no second full-size copy).
+        gram_raw = g @ g.T
+        top2 = float(gram_raw.diagonal().max())
+        if top2 > 0 and self.c > 0:
+            # Entries O(1): the dual minimiser does not depend on the scale.
+            gram = (gram_raw / top2).cpu().numpy()
             g0_norm = math.sqrt(max(float(gram.mean()), 0.0))  # ||g0||^2 = 1^T M 1 / T^2
             k = self.c * g0_norm
             if k > 0:

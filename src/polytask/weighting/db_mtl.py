@@ -71,15 +71,17 @@ class DualBalancing(Weighting):
 
     def combine(self, grads: Tensor, losses: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         loss64 = self._losses(losses, grads).to(torch.float64)
-        g64 = grads.detach().to(torch.float64)
+        g = grads.detach()
         # d log(L_t + eps) = g_t / (L_t + eps); clamp so a zero/negative loss cannot flip signs.
         denom = (loss64 + self.eps).clamp_min(self.eps)
-        h = g64 / denom[:, None]
         self.step += 1
-        if self.grad_buffer is None or self.grad_buffer.shape != h.shape:
-            self.grad_buffer = torch.zeros_like(h)
         b = self.beta / self.step**self.beta_sigma
-        self.grad_buffer = b * self.grad_buffer + (1.0 - b) * h
+        # EMA update in place, gbar <- b gbar + (1 - b) g / denom: one pass over the float64
+        # buffer instead of materialising h = g / denom and two more full-size temporaries.
+        coef = ((1.0 - b) / denom)[:, None]
+        if self.grad_buffer is None or self.grad_buffer.shape != g.shape:
+            self.grad_buffer = torch.zeros(g.shape, dtype=torch.float64, device=g.device)
+        self.grad_buffer.mul_(b).addcmul_(g, coef)
         ema_norm = self.grad_buffer.norm(dim=1)
         target = ema_norm.max()
         if self.direction == "ema":
@@ -88,7 +90,9 @@ class DualBalancing(Weighting):
             combined = scales @ self.grad_buffer
             self.last_weights = None
             return combined.to(grads.dtype), None
-        scales = target / (h.norm(dim=1) + 1e-8)
+        g64 = g.to(torch.float64)
+        # ||h_t|| = ||g_t|| / denom_t.
+        scales = target / (g64.norm(dim=1) / denom + 1e-8)
         self.last_scales = scales.to(grads.dtype)
         w = scales / denom
         self.last_weights = w.to(grads.dtype)

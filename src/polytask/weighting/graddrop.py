@@ -49,14 +49,27 @@ class GradDrop(Weighting):
         self._leak = leak_t
 
     def combine(self, grads: Tensor, losses: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        g = grads.detach().to(torch.float64)
-        total = g.sum(0)
-        mass = g.abs().sum(0)
+        g = grads.detach()
+        # Per coordinate, the sums of the positive and of the negative parts (accumulated in
+        # float64 without a float64 copy of g) give everything: sum g = pos + neg,
+        # sum |g| = pos - neg, and the kept (unleaked) part is pos where U < P, else neg.
+        pos = g.clamp_min(0).sum(0, dtype=torch.float64)
+        neg = g.clamp_max(0).sum(0, dtype=torch.float64)
+        total = pos + neg
+        mass = pos - neg
         # P = 0.5 (1 + sum g / sum |g|); 0.5 where all gradients are zero (no 0/0).
         purity = 0.5 * (1.0 + torch.where(mass > 0, total / torch.where(mass > 0, mass, 1.0), 0.0))
         u = torch.rand(g.shape[1], generator=self.generator, dtype=torch.float64).to(g.device)
-        keep = (u < purity)[None, :] & (g > 0) | (u >= purity)[None, :] & (g < 0)
-        leak = self._leak.to(g.device)[:, None]
-        combined = (leak * g + (1.0 - leak) * keep * g).sum(0)
+        first = u < purity
+        leak = self._leak.to(g.device)
+        if bool((leak == leak[0]).all()):
+            # One leak for all tasks: sum_t (l g_t + (1 - l) M_t g_t) = l sum g + (1 - l) kept.
+            kept = torch.where(first, pos, neg)
+            lk = float(leak[0])
+            combined = kept if lk == 0.0 else lk * total + (1.0 - lk) * kept
+        else:
+            g64 = g.to(torch.float64)
+            keep = first[None, :] & (g64 > 0) | ~first[None, :] & (g64 < 0)
+            combined = (leak[:, None] * g64 + (1.0 - leak[:, None]) * keep * g64).sum(0)
         self.last_weights = None
         return combined.to(grads.dtype), None
