@@ -40,22 +40,31 @@ def task_gradients(losses: Sequence[Tensor], params: Sequence[Tensor], batched: 
     params = list(params)
     t = len(losses)
     if batched:
-        stacked = torch.stack(list(losses))
-        try:
-            with warnings.catch_warnings():
-                # vmap warns when an op falls back to a slow per-sample loop; the result is still exact.
-                warnings.simplefilter("ignore", UserWarning)
-                eye = torch.eye(t, dtype=stacked.dtype)
-                grads = torch.autograd.grad(stacked, params, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph, allow_unused=True)
-            return torch.cat([_flat(g, p, t) for g, p in zip(grads, params)], dim=1)
-        except RuntimeError:
-            pass  # an op without a batching rule for its backward: one pass per task instead
+        vectorized = _vectorized(losses, params, retain_graph)
+        if vectorized is not None:
+            return vectorized
+        # An op without a batching rule for its backward: one pass per task instead.
     rows = []
     for i, loss in enumerate(losses):
         keep = retain_graph or i < t - 1
         grads = torch.autograd.grad(loss, params, retain_graph=keep, allow_unused=True)
         rows.append(torch.cat([g.reshape(-1) if g is not None else torch.zeros(p.numel(), dtype=p.dtype) for g, p in zip(grads, params)]))
     return torch.stack(rows)
+
+
+def _vectorized(losses: Sequence[Tensor], params: list[Tensor], retain_graph: bool) -> Tensor | None:
+    """All rows from one vectorized backward, or ``None`` when an op cannot be batched."""
+    stacked = torch.stack(list(losses))
+    t = len(stacked)
+    try:
+        with warnings.catch_warnings():
+            # vmap warns when an op falls back to a slow per-sample loop; the result is still exact.
+            warnings.simplefilter("ignore", UserWarning)
+            eye = torch.eye(t, dtype=stacked.dtype)
+            grads = torch.autograd.grad(stacked, params, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph, allow_unused=True)
+    except RuntimeError:
+        return None
+    return torch.cat([_flat(g, p, t) for g, p in zip(grads, params)], dim=1)
 
 
 def _flat(g: Tensor | None, p: Tensor, t: int) -> Tensor:
