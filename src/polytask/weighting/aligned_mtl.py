@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from polytask.weighting.base import Weighting, register_weighting
+from polytask.weighting.base import Weighting, register_weighting, task_vector
 
 _SCALE_MODES = ("min", "median", "rmse")
 
@@ -69,11 +69,7 @@ class AlignedMTL(Weighting):
         super().__init__(n_tasks, seed)
         if scale_mode not in _SCALE_MODES:
             raise ValueError(f"aligned-mtl: scale_mode must be one of {_SCALE_MODES}, got {scale_mode!r}")
-        if task_weights is not None:
-            task_weights = torch.as_tensor(task_weights, dtype=torch.float64)
-            if task_weights.shape != (n_tasks,):
-                raise ValueError(f"aligned-mtl: task_weights must have shape [{n_tasks}]")
-        self.task_weights = task_weights
+        self.task_weights = task_vector(task_weights, n_tasks, "aligned-mtl", "task_weights")
         self.scale_mode = scale_mode
         self.rank_tol = rank_tol
 

@@ -86,6 +86,16 @@ class Weighting:
         return losses.detach().to(grads.dtype)
 
 
+def task_vector(value, n_tasks: int, method: str, field: str) -> Tensor | None:
+    """A per-task hyperparameter as a float64 ``[T]`` tensor (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    vec = torch.as_tensor(value, dtype=torch.float64)
+    if vec.shape != (n_tasks,):
+        raise ValueError(f"{method}: {field} must have shape [{n_tasks}], got {tuple(vec.shape)}")
+    return vec
+
+
 def create(name: str, n_tasks: int, **hparams: Any) -> Weighting:
     """A fresh instance of the registered method ``name`` for ``n_tasks`` tasks.
 

@@ -7,7 +7,7 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
-from polytask.weighting.base import Weighting, register_weighting
+from polytask.weighting.base import Weighting, register_weighting, task_vector
 
 
 def project_weights(gram: np.ndarray, reg_eps: float = 0.0) -> np.ndarray:
@@ -69,11 +69,7 @@ class UPGrad(Weighting):
         super().__init__(n_tasks, seed)
         if reg_eps < 0:
             raise ValueError(f"upgrad: reg_eps must be non-negative, got {reg_eps}")
-        if pref_vector is not None:
-            pref_vector = torch.as_tensor(pref_vector, dtype=torch.float64)
-            if pref_vector.shape != (n_tasks,):
-                raise ValueError(f"upgrad: pref_vector must have shape [{n_tasks}]")
-        self.pref_vector = pref_vector
+        self.pref_vector = task_vector(pref_vector, n_tasks, "upgrad", "pref_vector")
         self.reg_eps = reg_eps
 
     def combine(self, grads: Tensor, losses: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
