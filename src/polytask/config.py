@@ -186,6 +186,9 @@ class MTLConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     weighting: str = "ew"
+    rep_grad: bool = False
+    sampling: Literal["uniform", "proportional", "temperature"] = "uniform"
+    temperature: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
     def _known_methods(self) -> MTLConfig:
@@ -207,6 +210,12 @@ class MTLConfig(BaseModel):
     def hparams(self, method: str) -> dict:
         """The hyperparameters given for ``method`` (empty: its paper's defaults)."""
         return dict((self.model_extra or {}).get(method, {}))
+
+    def uses_rep_grad(self, method: str) -> bool:
+        """Whether ``method`` balances gradients of the shared representation."""
+        from polytask.weighting.base import WEIGHTINGS
+
+        return self.rep_grad or WEIGHTINGS[method].representation_only
 
 
 class ColumnsConfig(_Frozen):
@@ -325,7 +334,37 @@ class StudyConfig(_Frozen):
         needs_others = [s for s in self.strategies if s != "scratch"]
         if needs_others and len(self.tasks) < 2:
             raise ValueError(f"strategies {needs_others} need at least two tasks (got one)")
+        self._check_rep_grad()
         return self
+
+    def mtl_method(self, strategy: str) -> str | None:
+        """The weighting method an ``mtl`` strategy uses (None for other strategies)."""
+        base, _, method = strategy.partition(":")
+        return (method or self.mtl.weighting) if base == "mtl" else None
+
+    def _check_rep_grad(self) -> None:
+        """Refuse the combinations where gradients of the representation mean nothing."""
+        from polytask.weighting.base import WEIGHTINGS
+
+        for s in self.strategies:
+            method = self.mtl_method(s)
+            if method is None or not self.mtl.uses_rep_grad(method):
+                continue
+            if not WEIGHTINGS[method].requires_grads:
+                raise ValueError(
+                    f"strategy '{s}' with mtl.rep_grad: '{method}' weights the losses and never reads gradients, "
+                    "so balancing them on the representation changes nothing; use a gradient method or drop rep_grad"
+                )
+            if self.model.architecture != "hard":
+                raise ValueError(
+                    f"strategy '{s}' balances gradients of the one representation every head reads, but architecture "
+                    f"'{self.model.architecture}' gives each task its own; use architecture 'hard' or a method on parameters"
+                )
+            if self.mtl.sampling != "uniform":
+                raise ValueError(
+                    f"strategy '{s}': with gradients on the representation every task shares each batch, "
+                    f"so mtl.sampling '{self.mtl.sampling}' cannot apply; use sampling 'uniform'"
+                )
 
     @property
     def targets(self) -> list[str]:

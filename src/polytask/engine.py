@@ -20,6 +20,7 @@ from torch import nn
 from polytask.config import TrainConfig
 from polytask.data.prepare import PreparedTask, Split
 from polytask.errors import DivergedError
+from polytask.sampling import batch_plan
 from polytask.taskgrads import assign_gradient, task_gradients
 from polytask.tasks import higher_is_better
 from polytask.weighting.base import Weighting
@@ -84,6 +85,13 @@ def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.
     return shared
 
 
+def _finite(total: torch.Tensor, epoch: int) -> float:
+    value = total.item()  # one scalar read per step, reused for the check and the log
+    if not math.isfinite(value):
+        raise DivergedError(f"training loss became {value} at epoch {epoch}")
+    return value
+
+
 def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):
     """Fill ``.grad`` for one step; return the summed task loss and the task weights used.
 
@@ -97,9 +105,7 @@ def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: l
         total = losses[0]
     else:
         total = torch.stack(losses).sum()
-    value = total.item()  # one scalar read per step, reused for the check and the log
-    if not math.isfinite(value):
-        raise DivergedError(f"training loss became {value} at epoch {epoch}")
+    value = _finite(total, epoch)
     if weighting is None:
         total.backward()
         return value, None
@@ -116,6 +122,45 @@ def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: l
             p.grad = g
     assign_gradient(shared, combined)
     return value, weights
+
+
+def _rep_grad_step(model: nn.Module, x: torch.Tensor, targets: dict[str, PreparedTask], idx: torch.Tensor, weighting: Weighting, epoch: int):
+    """One step's gradients with the tasks balanced on the shared representation.
+
+    ``z = backbone(x)`` once; each task's gradient with respect to ``z`` (through its
+    head only) goes to the method, and the combined gradient flows back through the
+    backbone in one backward pass. By the chain rule a combination ``sum_t w_t dL_t/dz``
+    gives the backbone ``sum_t w_t dL_t/dtheta``; heads get their own task's gradient.
+    """
+    z = model.backbone(x[idx])
+    rep = z.detach().requires_grad_()
+    losses = [d.task.loss(model.heads[n](rep), d.train.y[idx]) for n, d in targets.items()]
+    stacked = torch.stack(losses)
+    value = _finite(stacked.sum(), epoch)
+    grads = []
+    for loss in losses:
+        (g,) = torch.autograd.grad(loss, rep, retain_graph=True, allow_unused=True)
+        grads.append(torch.zeros_like(rep) if g is None else g)
+    combined, weights = weighting.combine(torch.stack(grads).flatten(1), stacked.detach())
+    stacked.sum().backward()  # heads' gradients; what reaches ``rep`` is discarded
+    z.backward(combined.view_as(z))
+    return value, weights
+
+
+def _check_rep_grad(model: nn.Module, data: dict[str, PreparedTask], weighting: Weighting | None) -> torch.Tensor:
+    """The training inputs every task shares; ValueError when ``rep_grad`` cannot apply."""
+    if weighting is None or not weighting.requires_grads:
+        name = "summed losses" if weighting is None else f"'{weighting.name}'"
+        raise ValueError(f"rep_grad balances per-task gradients of the representation, which {name} never reads: use a gradient method")
+    if not (hasattr(model, "backbone") and isinstance(getattr(model, "heads", None), nn.ModuleDict)):
+        raise ValueError("rep_grad needs one representation read by every head: a model with .backbone(x) and .heads[task] (architecture 'hard')")
+    names = list(data)
+    x = data[names[0]].train.x
+    for n in names[1:]:
+        other = data[n].train.x
+        if other is not x and (other.shape != x.shape or not torch.equal(other, x)):
+            raise ValueError(f"rep_grad takes every task's gradient on one shared batch, but tasks '{names[0]}' and '{n}' train on different inputs")
+    return x
 
 
 def _criterion(select: str, data: dict[str, PreparedTask]):
@@ -135,12 +180,17 @@ def fit(
     param_groups: list[dict[str, Any]] | None = None,
     callbacks: Sequence[Any] = (),
     weighting: Weighting | None = None,
+    sampling: dict[str, float] | None = None,
+    rep_grad: bool = False,
 ) -> FitResult:
     """Train ``model(x, task_name)`` on every task in ``data`` and restore its best state.
 
     Each step draws one batch from every task, so a small task is cycled rather than
     starved by a large one; an epoch is one pass over the largest task, and at least
-    ``train.min_steps_per_epoch`` steps.
+    ``train.min_steps_per_epoch`` steps. With ``sampling``, task ``t`` puts about
+    ``batch_size * T * p_t`` rows in each step and its loss is scaled by ``T * p_t``
+    (:func:`polytask.sampling.batch_plan`): the step is then the mean over a batch
+    mixed in those proportions.
 
     Args:
         model: module called as ``model(x, task_name)``.
@@ -155,12 +205,18 @@ def fit(
         weighting: how task losses combine (:mod:`polytask.weighting`); ``None`` sums them.
             Gradient methods get per-task gradients of ``model.shared_parameters()``;
             each epoch's mean effective task weights are logged as ``w_<task>``.
+        sampling: probability of each task's rows (:func:`polytask.sampling.task_probabilities`);
+            ``None`` draws ``train.batch_size`` rows of every task per step (uniform).
+        rep_grad: balance gradients of the shared representation instead of the shared
+            parameters (gradient methods, a model with ``.backbone`` and ``.heads``, tasks
+            training on the same inputs): one batch of rows serves every task.
 
     Returns:
         A :class:`FitResult`; ``model`` holds the best state.
 
     Raises:
         DivergedError: when a training loss is NaN or infinite.
+        ValueError: when ``rep_grad`` cannot apply, or a method needs it and it is off.
     """
     start = time.perf_counter()
     seed_everything(seed)
@@ -168,10 +224,20 @@ def fit(
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
     names = list(data)
-    streams = {n: _batches(len(data[n].train), train.batch_size, gen) for n in names}
-    steps = max(train.min_steps_per_epoch, *(math.ceil(len(data[n].train) / train.batch_size) for n in names))
+    if weighting is not None and weighting.representation_only and not rep_grad:
+        raise ValueError(f"'{weighting.name}' balances gradients of the shared representation: pass rep_grad=True")
+    sizes = {n: len(data[n].train) for n in names}
+    rows, scale = batch_plan(sizes, sampling, train.batch_size) if sampling else ({n: train.batch_size for n in names}, None)
+    if rep_grad:
+        shared_x = _check_rep_grad(model, data, weighting)
+        if sampling:
+            raise ValueError("rep_grad shares one batch between the tasks, so they cannot be sampled at different rates")
+        streams = dict.fromkeys(names, _batches(len(shared_x), train.batch_size, gen))
+    else:
+        streams = {n: _batches(sizes[n], rows[n], gen) for n in names}
+    steps = max(train.min_steps_per_epoch, *(math.ceil(sizes[n] / rows[n]) for n in names))
     score_of = _criterion(select, data)
-    shared = _shared_params(model, weighting)
+    shared = [] if rep_grad else _shared_params(model, weighting)
     others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
     learns_after_step = weighting is not None and type(weighting).after_step is not Weighting.after_step
 
@@ -182,10 +248,17 @@ def fit(
         total = 0.0
         weight_sum = torch.zeros(len(names), dtype=torch.float64)
         for _ in range(steps):
-            batches = {n: next(streams[n]) for n in names}
-            task_losses = [data[n].task.loss(model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()]
             opt.zero_grad(set_to_none=True)
-            value, weights = _backward(task_losses, weighting, shared, others, epoch)
+            if rep_grad:
+                idx = next(streams[names[0]])
+                batches = dict.fromkeys(names, idx)
+                value, weights = _rep_grad_step(model, shared_x, data, idx, weighting, epoch)
+            else:
+                batches = {n: next(streams[n]) for n in names}
+                task_losses = [data[n].task.loss(model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()]
+                if scale is not None:
+                    task_losses = [scale[n] * loss for n, loss in zip(names, task_losses)]
+                value, weights = _backward(task_losses, weighting, shared, others, epoch)
             opt.step()
             total += value
             if weights is not None:

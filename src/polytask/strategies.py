@@ -26,6 +26,7 @@ from polytask.engine import evaluate, fit, seed_everything
 from polytask.models.architectures import build_multitask_model
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
 from polytask.registry import Registry
+from polytask.sampling import task_probabilities
 from polytask.tasks import Task
 from polytask.weighting import create as create_weighting
 
@@ -35,7 +36,9 @@ class RunContext:
     """Everything a strategy needs for one run ``(target, fraction, seed)``.
 
     Attributes:
-        prepare: ``prepare(task_name, fraction)`` gives that task's tensors for this seed.
+        prepare: ``prepare(task_name, fraction, hide_labels=False)`` gives that task's
+            tensors for this seed (``hide_labels``: every training row, the labels
+            outside ``fraction`` marked missing).
         new_backbone: builds a freshly initialized backbone for an input shape.
         pretrained: returns ``(backbone, seconds)``: shared layers pretrained on every
             task but the target for this seed (trained once, then loaded from cache).
@@ -47,7 +50,7 @@ class RunContext:
     seed: int
     config: StudyConfig
     tasks: dict[str, Task]
-    prepare: Callable[[str, float], PreparedTask]
+    prepare: Callable[..., PreparedTask]
     new_backbone: Callable[[tuple[int, ...]], nn.Module]
     pretrained: Callable[[], tuple[nn.Module, float]]
     callbacks: Sequence[Any] = ()
@@ -133,18 +136,27 @@ def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
 
     The target uses the run's fraction; every other task uses all of its training data,
     exactly the data the transfer strategies pretrain on. ``weighting`` defaults to the
-    config's ``mtl.weighting`` (equal weights unless set).
+    config's ``mtl.weighting`` (equal weights unless set). ``mtl.sampling`` sets how often
+    each task's rows are drawn. With gradients on the representation (``mtl.rep_grad``,
+    ``mgda-ub``) every task trains on one shared batch: the target keeps all of its rows,
+    its labels outside the run's fraction hidden.
     """
-    data = {n: ctx.prepare(n, ctx.fraction if n == ctx.target else 1.0) for n in ctx.tasks}
+    cfg = ctx.config.mtl
+    name = weighting or cfg.weighting
+    rep_grad = cfg.uses_rep_grad(name)
+    data = {n: ctx.prepare(n, ctx.fraction if n == ctx.target else 1.0, rep_grad and n == ctx.target) for n in ctx.tasks}
     target = data[ctx.target]
-    name = weighting or ctx.config.mtl.weighting
-    method = create_weighting(name, len(data), seed=ctx.seed, **ctx.config.mtl.hparams(name))
+    method = create_weighting(name, len(data), seed=ctx.seed, **cfg.hparams(name))
+    sampling = None
+    if cfg.sampling != "uniform":
+        sizes = {n: int(d.task.labelled_rows(d.train.y).sum()) for n, d in data.items()}
+        sampling = task_probabilities(sizes, cfg.sampling, cfg.temperature)
     seed_everything(ctx.seed)
     arch = ctx.config.model
     model = build_multitask_model(
         arch.architecture, lambda: ctx.new_backbone(target.input_shape), target.input_shape, [d.task for d in data.values()], **arch.architecture_options()
     )
-    return _train_and_test(ctx, model, data, target, weighting=method)
+    return _train_and_test(ctx, model, data, target, weighting=method, sampling=sampling, rep_grad=rep_grad)
 
 
 @torch.no_grad()

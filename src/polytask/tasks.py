@@ -61,12 +61,13 @@ class Task:
             t = (t - self.y_shift) / self.y_scale
         return t.reshape(len(t), -1)
 
-    def _mask(self, y: torch.Tensor) -> torch.Tensor:
+    def labelled_rows(self, y: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the rows of encoded targets ``y`` that carry a label."""
         return y >= 0 if self.kind == "classification" else ~torch.isnan(y).any(dim=1)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean training loss over the labelled rows of a batch (0 when none is labelled)."""
-        mask = self._mask(y)
+        mask = self.labelled_rows(y)
         if not bool(mask.all()):
             if not bool(mask.any()):
                 return out.sum() * 0.0  # keeps the graph; this batch teaches this task nothing
@@ -79,7 +80,7 @@ class Task:
 
     def score(self, out: torch.Tensor, y: torch.Tensor) -> float:
         """Primary metric over the labelled rows (NaN when none is labelled)."""
-        mask = self._mask(y)
+        mask = self.labelled_rows(y)
         if not bool(mask.any()):
             return float("nan")
         out, y = out[mask], y[mask]
