@@ -22,7 +22,8 @@ import time
 import torch
 
 from polytask.config import ModelConfig
-from polytask.engine import _backward, _shared_params
+from polytask.data.prepare import PreparedTask, Split
+from polytask.engine import _backward, _rep_grad_step, _shared_params
 from polytask.models import MultiTaskModel, create_backbone
 from polytask.taskgrads import task_gradients
 from polytask.tasks import Task
@@ -60,6 +61,33 @@ def _time_steps(model, tasks, xs, ys, method, steps: int, vectorized: bool = Fal
     return statistics.median(times)
 
 
+def _time_shared_batch(model, tasks, x, ys, method, steps: int, rep_grad: bool) -> float:
+    """Median seconds per step when every task reads one batch ``x``.
+
+    ``rep_grad``: the engine's representation path (gradients w.r.t. the backbone's
+    output, one backward through the backbone); otherwise per-task gradients of the
+    shared parameters on that same batch.
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    shared = [] if rep_grad else _shared_params(model, method)
+    others = [p for p in model.parameters() if all(p is not q for q in shared)]
+    empty = Split(x[:0], ys[0][:0])
+    data = {t.name: PreparedTask(t, Split(x, y), empty, empty) for t, y in zip(tasks, ys)}
+    idx = torch.arange(len(x))
+    times = []
+    for k in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        if rep_grad:
+            _rep_grad_step(model, x, data, idx, method, epoch=1)
+        else:
+            _backward([t.loss(model(x, t.name), y) for t, y in zip(tasks, ys)], method, shared, others, epoch=1)
+        opt.step()
+        if k:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
@@ -90,6 +118,13 @@ def main() -> None:
             vectorized = _time_steps(model, tasks, xs, ys, create(probe, t), steps, vectorized=True)
             ratio = vectorized / per_task
             print(f"T={t:<3} per-task {per_task * 1e3:8.2f} ms   vectorized {vectorized * 1e3:8.2f} ms   ratio vectorized/per-task {ratio:5.2f}")
+    if "mgda-ub" in grad_methods:
+        print("\nall tasks on one shared batch: mgda on the shared parameters vs mgda-ub on the representation (rep_grad)")
+        for t in sizes:
+            model, tasks, xs, ys = _setup(t, batch, features, hidden)
+            on_params = _time_shared_batch(model, tasks, xs[0], ys, create("mgda", t), steps, rep_grad=False)
+            on_rep = _time_shared_batch(model, tasks, xs[0], ys, create("mgda-ub", t), steps, rep_grad=True)
+            print(f"T={t:<3} parameters {on_params * 1e3:8.2f} ms   representation {on_rep * 1e3:8.2f} ms   ratio {on_rep / on_params:5.2f}")
 
 
 if __name__ == "__main__":

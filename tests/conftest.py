@@ -20,6 +20,24 @@ def tiny_family() -> dict[str, TaskData]:
     return make_task_family(n_tasks=3, n_target=60, n_source=200, n_test=100, n_features=6, seed=0)
 
 
+def shared_inputs_family(n_train: int = 160, n_test: int = 80, seed: int = 0) -> dict[str, TaskData]:
+    """Two tasks on the same rows (one dataset, two label columns): ``target`` and ``aux``."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_train + n_test, 6)).astype(np.float32)
+    h = np.tanh(x @ rng.normal(size=(6, 3)))
+    y_target = (h @ rng.normal(size=(3, 3))).argmax(1)
+    y_aux = (h @ rng.normal(size=3) > 0).astype(np.int64) * 2 + (x[:, 0] > 0)
+    return {
+        name: TaskData(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+        for name, y in (("target", y_target), ("aux", y_aux))
+    }
+
+
+@pytest.fixture
+def shared_family() -> dict[str, TaskData]:
+    return shared_inputs_family()
+
+
 def tiny_config(tasks, **overrides) -> dict:
     """A study config over in-memory tasks: ``target`` is the target, the rest sources."""
     cfg = {

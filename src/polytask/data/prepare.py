@@ -74,22 +74,53 @@ def _standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tenso
     return [t / scale for t in (train, *others)]
 
 
-def prepare_task(data: TaskData, task: Task, seed: int, fraction: float = 1.0, image_size: int | None = None) -> PreparedTask:
+def prepare_task(
+    data: TaskData,
+    task: Task,
+    seed: int,
+    fraction: float = 1.0,
+    image_size: int | None = None,
+    split_key: str | None = None,
+    hide_labels: bool = False,
+) -> PreparedTask:
     """Tensors for one run of ``task`` at ``seed`` using ``fraction`` of its training rows.
 
     The same ``seed`` gives the same validation carve and the same subset for every
     strategy, which is what makes comparisons across strategies paired.
+
+    Args:
+        data: the task's loaded arrays.
+        task: its kind and metric.
+        seed: the run's seed.
+        fraction: share of the training rows (after the validation carve) to use.
+        image_size: resize images to this side.
+        split_key: names the random streams of the validation carve and the fraction.
+            Tasks that share their inputs (several label columns of one file) pass one
+            key so that they carve the same validation rows and take the same subsets,
+            unstratified: a row is then never trained on for one task and validated on
+            for another. Default: the task's name, stratified by its labels.
+        hide_labels: keep every training row but mark the labels outside the fraction
+            as missing, so the rows line up with the other tasks of the same inputs
+            (training on one shared batch); the labelled rows are those ``fraction``
+            would keep.
     """
-    stratify = task.kind != "regression"
+    stratify = task.kind != "regression" and split_key is None
+    key = split_key or task.name
     x_tr, y_tr = data.x_train, data.y_train
     if data.x_val is None:
-        keep, held = holdout(y_tr, VAL_SIZE, rng_for(seed, task.name, "val"), stratify)
+        keep, held = holdout(y_tr, VAL_SIZE, rng_for(seed, key, "val"), stratify)
         x_va, y_va = x_tr[held], y_tr[held]
         x_tr, y_tr = x_tr[keep], y_tr[keep]
     else:
         x_va, y_va = data.x_val, data.y_val
-    idx = subsample(y_tr, fraction, rng_for(seed, task.name, "fraction"), stratify)
-    x_tr, y_tr = x_tr[idx], y_tr[idx]
+    idx = subsample(y_tr, fraction, rng_for(seed, key, "fraction"), stratify)
+    if hide_labels:
+        hidden = np.ones(len(y_tr), dtype=bool)
+        hidden[idx] = False
+        y_tr = np.asarray(y_tr, dtype=np.float64).copy()
+        y_tr[hidden] = np.nan
+    else:
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
     tensors = _standardize(*(as_model_input(x, image_size) for x in (x_tr, x_va, data.x_test)))
     splits = [Split(x, task.encode_targets(y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
     return PreparedTask(task, *splits)

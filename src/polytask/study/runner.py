@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -89,6 +90,8 @@ class Study:
             check_task_data(d, tasks[name])
             raw[name] = d
         self._check_shapes(raw)
+        self._split_keys = input_groups(raw)
+        self._check_rep_grad()
         self._loaded = raw, tasks
         return self._loaded
 
@@ -104,16 +107,30 @@ class Study:
         for shape in set(shapes.values()):
             self.new_backbone(shape)
 
+    def _check_rep_grad(self) -> None:
+        """Gradients on the representation need every task on the same input rows."""
+        cfg = self.config
+        uses = [s for s in cfg.strategies if (m := cfg.mtl_method(s)) is not None and cfg.mtl.uses_rep_grad(m)]
+        keys = {self._split_keys.get(n, n) for n in cfg.tasks}
+        if uses and len(keys) > 1:
+            own = [n for n in cfg.tasks if n not in self._split_keys]
+            raise ConfigError(
+                f"strategy '{uses[0]}' takes every task's gradient of the representation on one shared batch, so the tasks must share "
+                f"their inputs (label columns of one file, or one builtin's targets); task(s) {', '.join(repr(n) for n in own) or 'of several groups'} "
+                "have inputs of their own"
+            )
+
     def new_backbone(self, input_shape: tuple[int, ...]) -> nn.Module:
         """A freshly initialized backbone for inputs of ``input_shape``."""
         if self.backbone is not None:
             return from_user_module(self.backbone, input_shape)
         return create_backbone(self.config.model.backbone, input_shape, self.config.model)
 
-    def prepare(self, task: str, seed: int, fraction: float) -> PreparedTask:
-        """Tensors of ``task`` for one seed and training fraction."""
+    def prepare(self, task: str, seed: int, fraction: float, hide_labels: bool = False) -> PreparedTask:
+        """Tensors of ``task`` for one seed and training fraction (see :func:`prepare_task`)."""
         raw, tasks = self.load()
-        return prepare_task(raw[task], tasks[task], seed, fraction, self.config.model.image_size)
+        key = self._split_keys.get(task)
+        return prepare_task(raw[task], tasks[task], seed, fraction, self.config.model.image_size, split_key=key, hide_labels=hide_labels)
 
     # ---- running ----------------------------------------------------------------------
 
@@ -128,7 +145,7 @@ class Study:
             seed=spec.seed,
             config=self.config,
             tasks=tasks,
-            prepare=lambda name, frac: self.prepare(name, spec.seed, frac),
+            prepare=lambda name, frac, hide=False: self.prepare(name, spec.seed, frac, hide),
             new_backbone=self.new_backbone,
             pretrained=lambda: self._pretrained(out, spec, callbacks),
             callbacks=callbacks,
@@ -222,6 +239,33 @@ class Study:
                 row = f.result()
                 store.append(row)
                 bar.finish_run(row)
+
+
+def input_groups(raw: dict[str, TaskData]) -> dict[str, str]:
+    """Split keys of tasks that share their inputs: the same train, validation and test rows.
+
+    Returns ``{task: key}`` for every task whose inputs equal another's (several label
+    columns of one file, or one builtin with several targets), the key naming the group's
+    first task; tasks with inputs of their own are left out.
+    """
+    keys: dict[str, str] = {}
+    names = list(raw)
+    for i, a in enumerate(names):
+        if a in keys:
+            continue
+        for b in names[i + 1 :]:
+            if b not in keys and _same_inputs(raw[a], raw[b]):
+                keys[a] = keys[b] = f"inputs:{a}"
+    return keys
+
+
+def _same_inputs(a: TaskData, b: TaskData) -> bool:
+    def same(u, v) -> bool:
+        if u is None or v is None:
+            return u is None and v is None
+        return u is v or (u.shape == v.shape and np.array_equal(u, v))
+
+    return same(a.x_train, b.x_train) and same(a.x_val, b.x_val) and same(a.x_test, b.x_test)
 
 
 def _init_worker() -> None:

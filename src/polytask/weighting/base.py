@@ -52,6 +52,9 @@ class Weighting:
 
     name = "base"
     requires_grads = True
+    # True for methods defined on gradients of the shared representation (MGDA-UB):
+    # the engine then takes every task's gradient on one shared batch of inputs.
+    representation_only = False
 
     def __init__(self, n_tasks: int, seed: int = 0, **hparams: Any):
         if n_tasks < 1:

@@ -28,8 +28,9 @@ class FairGrad(_FairSolveWeighting):
     Args:
         n_tasks: number of tasks.
         seed: seed of the (unused) generator.
-        alpha: fairness parameter ``a > 0`` (default 1.0; the paper tunes it per
-            benchmark, e.g. 2.0 on QM9).
+        alpha: fairness parameter ``a > 0`` (default 1.0, the official code's and
+            LibMTL's default; the official experiment scripts use 2.0 on CelebA, QM9
+            and MT10/MT50).
         max_norm: clip ``||d||`` (and the weights) to this value; ``None`` (default): no
             clipping.
         update_weights_every: recompute the weights every this many calls (default 1).

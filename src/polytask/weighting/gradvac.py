@@ -31,7 +31,10 @@ class GradVac(Weighting):
     tracked exactly (dot products from the float64 Gram matrix) and ``w = sum_i c_i`` is
     returned, ``combined = w @ grads``. ``phi_hat`` (``[T, T]``, float64) is the state.
 
-    Choices: ``beta = 1e-2`` is the paper's value. The paper applies the rule per layer or
+    Choices: ``beta = 1e-2``, our reading of the paper; LibMTL and torchjd default to
+    0.5 (``gradvac: {beta: 0.5}`` matches them). Every pair's target moves, as in the
+    paper's Algorithm 1 and torchjd; some LibMTL versions move a target only when the
+    pair was adjusted, so their targets can only fall. The paper applies the rule per layer or
     parameter group; here it acts on the ``[T, D]`` gradients it is given (one group).
     The order is drawn from the object's generator, not Python's global ``random``
     (LibMTL), so runs are reproducible. Pairs with a zero gradient are skipped (no cosine)

@@ -184,3 +184,19 @@ class MGDA(Weighting):
         w = gamma.to(grads.dtype)
         self.last_weights = w
         return combined.to(grads.dtype), w
+
+
+@register_weighting("mgda-ub")
+class MGDAUB(MGDA):
+    """MGDA-UB (Sener & Koltun 2018, Section 3.3): MGDA on gradients of the representation.
+
+    With shared layers ``Z = f(x; theta)`` read by every head, ``grad_theta L_t =
+    J^T grad_Z L_t`` and ``|| sum_t a_t grad_theta L_t || <= ||J|| * || sum_t a_t grad_Z L_t ||``:
+    minimising the upper bound needs only the gradients with respect to ``Z`` (one
+    backward through the heads per task, none through the encoder), then one backward
+    of ``sum_t a_t L_t`` through the encoder. ``combine`` is MGDA's; the engine feeds it
+    gradients of the representation on one batch shared by every task, which needs tasks
+    on the same inputs and one representation (architecture ``hard``).
+    """
+
+    representation_only = True
