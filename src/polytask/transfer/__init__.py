@@ -1,0 +1,1 @@
+"""Transfer learning: scores and tools for choosing and adapting a pretrained model."""
