@@ -6,19 +6,25 @@ import pytest
 import torch
 
 from polytask.config import ModelConfig
+from polytask.data.arrays import TEXT_SHAPE
 from polytask.errors import ConfigError
 from polytask.models import MultiTaskModel, backbone_names, count_params, create_backbone
 from polytask.tasks import Task
 
-SHAPES = {"mlp": [(5,), (1, 8, 8)], "cnn": [(1, 8, 8), (1, 16, 16), (3, 36, 36)]}
+SHAPES = {"mlp": [(5,), (1, 8, 8)], "cnn": [(1, 8, 8), (1, 16, 16), (3, 36, 36)], "efficientnet-lite0": [(1, 8, 8), (3, 20, 20)], "gru": [TEXT_SHAPE], "minilm": [TEXT_SHAPE]}
+TEXTS = ["a fine film .", "dull", "not bad at all, really"]
 
 
 @pytest.mark.parametrize("name", backbone_names())
 def test_every_backbone_maps_a_batch_to_out_features(name):
+    # Every registered backbone, randomly initialized (pretrained weights: test_pretrained.py).
+    cfg = ModelConfig(imagenet={"resize": 32})
     for shape in SHAPES[name]:
-        net = create_backbone(name, shape, ModelConfig())
-        out = net(torch.randn(4, *shape))
-        assert out.shape == (4, net.out_features)
+        net = create_backbone(name, shape, cfg)
+        x = net.tokenizer(TEXTS) if shape == TEXT_SHAPE else torch.rand(3, *shape)
+        out = net(x)
+        assert out.shape == (3, net.out_features)
+        assert torch.isfinite(out).all()
 
 
 def test_cnn_rejects_tabular_inputs():

@@ -32,6 +32,8 @@ class DataConfig(_Frozen):
         csv: CSV file; ``target`` names the label column, ``features`` the input columns
             (default: every other column not in ``exclude``). Without ``test`` a
             stratified, seeded test split of ``test_size`` is drawn.
+        text: CSV column holding text: the task's input is that text (tokenized by
+            the text backbone), instead of numeric ``features``.
         builtin: name of a built-in dataset (``polytask datasets``); ``target`` picks the
             label for datasets that carry several (``multi-mnist``: ``left`` or ``right``).
         test: CSV file holding the test rows (same columns as ``csv``).
@@ -48,6 +50,7 @@ class DataConfig(_Frozen):
     csv: Path | None = None
     builtin: str | None = None
     target: str | None = None
+    text: str | None = None
     features: list[str] | None = None
     test: Path | None = None
     test_size: float = Field(0.25, gt=0, lt=1)
@@ -62,6 +65,10 @@ class DataConfig(_Frozen):
             raise ValueError(f"give exactly one of npz, csv, builtin (got {given or 'none'})")
         if self.csv is not None and not self.target:
             raise ValueError("a csv data source needs 'target': the label column")
+        if self.text is not None and self.csv is None:
+            raise ValueError("'text' names a column of a csv data source; builtin text datasets need no 'text'")
+        if self.text is not None and self.features:
+            raise ValueError("give either 'text' (one text column) or 'features' (numeric columns), not both")
         if self.builtin is not None:
             from polytask.data.builtin import builtin_names
 
@@ -102,11 +109,37 @@ class CNNConfig(_Frozen):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+class GRUConfig(_Frozen):
+    """Text backbone trained from scratch: hashed word ids, embedding, bidirectional GRU."""
+
+    vocab_size: int = Field(32768, ge=16)
+    embedding: int = Field(64, ge=1)
+    hidden: int = Field(64, ge=1)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class TextConfig(_Frozen):
+    """How every text backbone tokenizes: at most ``max_length`` tokens per text."""
+
+    max_length: int = Field(64, ge=2)
+
+
+class ImageNetConfig(_Frozen):
+    """ImageNet backbones (``efficientnet-lite0``, ``timm:``) upsample images to ``resize``."""
+
+    resize: int | None = Field(64, ge=16)
+
+
 class ModelConfig(BaseModel):
     """Shared layers (the backbone), how tasks share them, and the heads.
 
     Attributes:
-        backbone: registered backbone name (``mlp``, ``cnn``).
+        backbone: registered backbone name (``mlp``, ``cnn``, ``gru`` for text;
+            ``efficientnet-lite0``, ``minilm`` with pretrained weights) or ``hf:<name>``,
+            ``timm:<name>``, ``run:<path>`` (:mod:`polytask.models.pretrained`). A
+            pretrained one is what ``feature-extraction`` and ``fine-tune`` start from;
+            ``scratch`` trains the same architecture from a random initialization.
         image_size: resize every image task to this square size, so datasets of
             different sizes can share one backbone.
         architecture: how the ``mtl`` strategy shares layers (``hard``: one backbone and a
@@ -121,14 +154,20 @@ class ModelConfig(BaseModel):
     architecture: str = "hard"
     mlp: MLPConfig = MLPConfig()
     cnn: CNNConfig = CNNConfig()
+    gru: GRUConfig = GRUConfig()
+    text: TextConfig = TextConfig()
+    imagenet: ImageNetConfig = ImageNetConfig()
 
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, v: str) -> str:
         from polytask.models.backbones import backbone_names
+        from polytask.models.pretrained import check_name
 
-        if v not in backbone_names():
-            raise ValueError(f"unknown backbone '{v}' (known: {', '.join(backbone_names())})")
+        if ":" in v:
+            check_name(v)
+        elif v not in backbone_names():
+            raise ValueError(f"unknown backbone '{v}' (known: {', '.join(backbone_names())}, or hf:<name>, timm:<name>, run:<path>)")
         return v
 
     @model_validator(mode="after")
@@ -227,6 +266,7 @@ class ColumnsConfig(_Frozen):
     csv: Path
     targets: list[str] = Field(min_length=1)
     features: list[str] | None = None
+    text: str | None = None
     test: Path | None = None
     test_size: float = Field(0.25, gt=0, lt=1)
     role: Literal["target", "source"] = "target"
@@ -250,7 +290,9 @@ def tasks_from_columns(csv: str | Path, targets: list[str], **options: Any) -> d
     out = {}
     for column in spec.targets:
         data = {"csv": str(spec.csv), "target": column, "test_size": spec.test_size, "stratify": False}
-        if spec.features is not None:
+        if spec.text is not None:
+            data["text"] = spec.text
+        elif spec.features is not None:
             data["features"] = list(spec.features)
         else:
             # The other label columns are labels, not inputs.
@@ -266,6 +308,15 @@ class StudyConfig(_Frozen):
 
     ``tasks_from_columns:`` (a list of :class:`ColumnsConfig` mappings) adds one task per
     listed label column to ``tasks``.
+
+    Attributes:
+        strategies: registered strategies; ``mtl:<method>`` picks a weighting method,
+            ``feature-extraction:<source>`` and ``fine-tune:<source>`` a pretrained
+            backbone to start from (a pretrained backbone's name, or a key of ``sources``).
+        sources: names for pretrained backbones given by prefix, e.g.
+            ``{mylm: "hf:/models/my-bert"}``, so strategies can say ``fine-tune:mylm``.
+        save_models: keep each run's trained backbone under ``<out>/models/`` so a later
+            study can start from it (``run:<out>/<task>/<strategy>/seed<k>``).
     """
 
     name: str = "study"
@@ -276,6 +327,8 @@ class StudyConfig(_Frozen):
     strategies: list[str] = Field(default_factory=lambda: ["scratch", "feature-extraction", "fine-tune", "mtl"], min_length=1)
     train: TrainConfig = TrainConfig()
     mtl: MTLConfig = MTLConfig()
+    sources: dict[str, str] = Field(default_factory=dict)
+    save_models: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -313,16 +366,66 @@ class StudyConfig(_Frozen):
 
     @field_validator("strategies")
     @classmethod
-    def _known_strategies(cls, v: list[str]) -> list[str]:
-        from polytask.strategies import strategy_names
+    def _unique_strategies(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, v: dict[str, str]) -> dict[str, str]:
+        from polytask.models.backbones import backbone_names
+        from polytask.models.pretrained import check_name, is_pretrained
+
+        for alias, spec in v.items():
+            if not alias or any(c in alias for c in "/: "):
+                raise ValueError(f"source name '{alias}' must be non-empty without '/', ':' or spaces")
+            if ":" in spec:
+                check_name(spec, where=f"sources.{alias}")
+            elif spec not in backbone_names() or not is_pretrained(spec):
+                raise ValueError(f"sources.{alias}: '{spec}' is not a pretrained backbone (use efficientnet-lite0, minilm, hf:, timm: or run:)")
+        return v
+
+    @model_validator(mode="after")
+    def _known_strategies(self) -> StudyConfig:
+        from polytask.strategies import strategy_argument, strategy_names
+
+        for s in self.strategies:
+            base, _, arg = s.partition(":")
+            choices = self.argument_choices(strategy_argument(base)) if base in strategy_names() else []
+            if base not in strategy_names() or (arg and arg not in choices):
+                forms = [f"{n}:<{strategy_argument(n)}>" for n in strategy_names() if strategy_argument(n)]
+                hint = f"; '{base}:' takes one of: {', '.join(choices)}" if base in strategy_names() and choices else ""
+                raise ValueError(f"field 'strategies': unknown strategy '{s}' (known: {', '.join([*strategy_names(), *forms])}){hint}")
+        return self
+
+    def argument_choices(self, kind: str | None) -> list[str]:
+        """What may follow ``<strategy>:`` for a strategy whose argument is ``kind``."""
+        from polytask.models.backbones import backbone_names
+        from polytask.models.pretrained import is_pretrained
         from polytask.weighting import weighting_names
 
-        for s in v:
-            base, _, method = s.partition(":")
-            if base not in strategy_names() or (method and (base != "mtl" or method not in weighting_names())):
-                known = [*strategy_names(), *(f"mtl:{m}" for m in weighting_names())]
-                raise ValueError(f"unknown strategy '{s}' (known: {', '.join(known)})")
-        return list(dict.fromkeys(v))
+        if kind == "weighting":
+            return weighting_names()
+        if kind == "source":
+            return [*(n for n in backbone_names() if is_pretrained(n)), *self.sources]
+        if kind == "method":
+            from polytask.transfer.adapt import ADAPTERS
+
+            return ADAPTERS.names()
+        return []
+
+    def transfer_source(self, strategy: str) -> str | None:
+        """The pretrained backbone a transfer strategy starts from, or None for layers
+        pretrained inside the study on the other tasks.
+
+        ``fine-tune:<source>`` names it; plain ``fine-tune`` uses ``model.backbone`` when
+        that one has pretrained weights.
+        """
+        from polytask.models.pretrained import is_pretrained
+
+        _, _, arg = strategy.partition(":")
+        if arg:
+            return self.sources.get(arg, arg)
+        return self.model.backbone if is_pretrained(self.model.backbone) else None
 
     @model_validator(mode="after")
     def _roles(self) -> StudyConfig:
@@ -377,7 +480,7 @@ class StudyConfig(_Frozen):
         Adding seeds, fractions or strategies keeps earlier results valid; changing
         data, model or training rules does not.
         """
-        keep = self.model_dump(mode="json", include={"tasks", "model", "train", "mtl"})
+        keep = self.model_dump(mode="json", include={"tasks", "model", "train", "mtl", *(["sources"] if self.sources else [])})
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved(self, base: Path) -> StudyConfig:

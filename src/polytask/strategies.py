@@ -25,6 +25,7 @@ from polytask.data.prepare import PreparedTask, Split
 from polytask.engine import evaluate, fit, seed_everything
 from polytask.models.architectures import build_multitask_model
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
+from polytask.models.pretrained import is_pretrained
 from polytask.registry import Registry
 from polytask.sampling import task_probabilities
 from polytask.tasks import Task
@@ -36,12 +37,16 @@ class RunContext:
     """Everything a strategy needs for one run ``(target, fraction, seed)``.
 
     Attributes:
-        prepare: ``prepare(task_name, fraction, hide_labels=False)`` gives that task's
-            tensors for this seed (``hide_labels``: every training row, the labels
-            outside ``fraction`` marked missing).
-        new_backbone: builds a freshly initialized backbone for an input shape.
-        pretrained: returns ``(backbone, seconds)``: shared layers pretrained on every
-            task but the target for this seed (trained once, then loaded from cache).
+        input_shape: shape of one sample as backbones take it (``TEXT_SHAPE`` for text).
+        prepare: ``prepare(task_name, fraction, hide_labels=False, source=None)`` gives
+            that task's tensors for this seed (``hide_labels``: every training row, the
+            labels outside ``fraction`` marked missing; ``source``: tokenize text for
+            that pretrained backbone rather than ``model.backbone``).
+        new_backbone: ``new_backbone(input_shape)`` builds ``model.backbone``, randomly
+            initialized.
+        pretrained: ``pretrained(source=None)`` returns ``(backbone, seconds)``: the
+            named pretrained backbone, or, without one, shared layers pretrained on
+            every task but the target for this seed (trained once, then cached).
         callbacks: passed to the engine (progress display).
     """
 
@@ -50,9 +55,10 @@ class RunContext:
     seed: int
     config: StudyConfig
     tasks: dict[str, Task]
+    input_shape: tuple
     prepare: Callable[..., PreparedTask]
-    new_backbone: Callable[[tuple[int, ...]], nn.Module]
-    pretrained: Callable[[], tuple[nn.Module, float]]
+    new_backbone: Callable[..., nn.Module]
+    pretrained: Callable[..., tuple[nn.Module, float]]
     callbacks: Sequence[Any] = ()
 
 
@@ -74,13 +80,19 @@ class RunOutcome:
 StrategyFn = Callable[[RunContext], RunOutcome]
 STRATEGIES: Registry[StrategyFn] = Registry("strategy")
 PRETRAINED: set[str] = set()
+# strategy -> the keyword argument that ``<strategy>:<value>`` fills
+ARGUMENTS: dict[str, str] = {}
 
 
-def register_strategy(name: str, uses_pretrained: bool = False):
+def register_strategy(name: str, uses_pretrained: bool = False, argument: str | None = None):
     """Decorator registering a strategy function; a duplicate name raises.
 
-    ``uses_pretrained`` marks strategies that start from the study's pretrained shared
-    layers, so parallel execution can train those first.
+    Args:
+        name: the strategy's name in configs.
+        uses_pretrained: the strategy starts from pretrained shared layers (the study's
+            own, unless a source is named), so parallel execution can train those first.
+        argument: keyword of the function that ``name:<value>`` sets (``mtl:pcgrad``
+            sets ``weighting``, ``fine-tune:minilm`` sets ``source``).
     """
     add = STRATEGIES.register(name)
 
@@ -88,6 +100,8 @@ def register_strategy(name: str, uses_pretrained: bool = False):
         add(fn)
         if uses_pretrained:
             PRETRAINED.add(name)
+        if argument:
+            ARGUMENTS[name] = argument
         return fn
 
     return wrap
@@ -98,11 +112,21 @@ def strategy_names() -> list[str]:
     return STRATEGIES.names()
 
 
+def strategy_argument(name: str) -> str | None:
+    """The keyword ``name:<value>`` sets, or None when the strategy takes none."""
+    return ARGUMENTS.get(name)
+
+
 def get_strategy(name: str) -> StrategyFn:
-    """The strategy registered as ``name``; ``mtl:<method>`` is ``mtl`` with that weighting."""
-    base, _, method = name.partition(":")
+    """The strategy registered as ``name``; ``base:<value>`` binds its argument (``mtl:pcgrad``)."""
+    base, _, value = name.partition(":")
     fn = STRATEGIES.get_item(base)
-    return functools.partial(fn, weighting=method) if method else fn
+    return functools.partial(fn, **{ARGUMENTS[base]: value}) if value else fn
+
+
+def uses_study_pretraining(strategy: str, config: StudyConfig) -> bool:
+    """Whether ``strategy`` starts from shared layers pretrained inside the study."""
+    return strategy.partition(":")[0] in PRETRAINED and config.transfer_source(strategy) is None
 
 
 def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, PreparedTask], target: PreparedTask, **kw) -> RunOutcome:
@@ -126,16 +150,18 @@ def scratch(ctx: RunContext) -> RunOutcome:
     """The target task alone, from a random initialization."""
     target = ctx.prepare(ctx.target, ctx.fraction)
     seed_everything(ctx.seed)
-    model = MultiTaskModel(ctx.new_backbone(target.input_shape), [target.task])
+    model = MultiTaskModel(ctx.new_backbone(ctx.input_shape), [target.task])
     return _train_and_test(ctx, model, {ctx.target: target}, target)
 
 
-@register_strategy("mtl")
+@register_strategy("mtl", argument="weighting")
 def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
     """All tasks at once: shared backbone, a head each, tasks balanced by a weighting method.
 
     The target uses the run's fraction; every other task uses all of its training data,
-    exactly the data the transfer strategies pretrain on. ``weighting`` defaults to the
+    exactly the data the transfer strategies pretrain on. A ``model.backbone`` with
+    pretrained weights starts from them (every task fine-tunes one shared pretrained
+    network); other backbones start from a random initialization. ``weighting`` defaults to the
     config's ``mtl.weighting`` (equal weights unless set). ``mtl.sampling`` sets how often
     each task's rows are drawn. With gradients on the representation (``mtl.rep_grad``,
     ``mgda-ub``) every task trains on one shared batch: the target keeps all of its rows,
@@ -153,9 +179,8 @@ def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
         sampling = task_probabilities(sizes, cfg.sampling, cfg.temperature)
     seed_everything(ctx.seed)
     arch = ctx.config.model
-    model = build_multitask_model(
-        arch.architecture, lambda: ctx.new_backbone(target.input_shape), target.input_shape, [d.task for d in data.values()], **arch.architecture_options()
-    )
+    new = functools.partial(ctx.new_backbone, ctx.input_shape, pretrained=is_pretrained(arch.backbone))
+    model = build_multitask_model(arch.architecture, new, ctx.input_shape, [d.task for d in data.values()], **arch.architecture_options())
     return _train_and_test(ctx, model, data, target, weighting=method, sampling=sampling, rep_grad=rep_grad)
 
 
@@ -164,11 +189,11 @@ def _features(backbone: nn.Module, split: Split) -> Split:
     return Split(torch.cat([backbone(x) for x in split.x.split(4096)]), split.y)
 
 
-@register_strategy("feature-extraction", uses_pretrained=True)
-def feature_extraction(ctx: RunContext) -> RunOutcome:
+@register_strategy("feature-extraction", uses_pretrained=True, argument="source")
+def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome:
     """Frozen pretrained shared layers; a new head trained on features computed once."""
-    target = ctx.prepare(ctx.target, ctx.fraction)
-    backbone, pre_seconds = ctx.pretrained()
+    target = ctx.prepare(ctx.target, ctx.fraction, source=source)
+    backbone, pre_seconds = ctx.pretrained(source)
     backbone.eval().requires_grad_(False)
     t0 = time.perf_counter()
     cached = PreparedTask(target.task, *(_features(backbone, s) for s in (target.train, target.val, target.test)))
@@ -182,15 +207,15 @@ def feature_extraction(ctx: RunContext) -> RunOutcome:
     return out
 
 
-@register_strategy("fine-tune", uses_pretrained=True)
-def fine_tune(ctx: RunContext) -> RunOutcome:
+@register_strategy("fine-tune", uses_pretrained=True, argument="source")
+def fine_tune(ctx: RunContext, source: str | None = None) -> RunOutcome:
     """Pretrained shared layers and a new head, all trained on the target.
 
     The pretrained layers learn at ``backbone_lr_ratio * lr`` so that the new head's early,
     noisy gradients do not wipe out what pretraining learned.
     """
-    target = ctx.prepare(ctx.target, ctx.fraction)
-    backbone, pre_seconds = ctx.pretrained()
+    target = ctx.prepare(ctx.target, ctx.fraction, source=source)
+    backbone, pre_seconds = ctx.pretrained(source)
     seed_everything(ctx.seed)
     model = MultiTaskModel(backbone, [target.task])
     lr = ctx.config.train.lr
@@ -210,8 +235,7 @@ def pretrain(ctx: RunContext) -> tuple[dict[str, torch.Tensor], float]:
     validation loss. Returns the backbone's state dict and the seconds it took.
     """
     data = {n: ctx.prepare(n, 1.0) for n in ctx.tasks if n != ctx.target}
-    first = next(iter(data.values()))
     seed_everything(ctx.seed)
-    model = MultiTaskModel(ctx.new_backbone(first.input_shape), [d.task for d in data.values()])
+    model = MultiTaskModel(ctx.new_backbone(ctx.input_shape), [d.task for d in data.values()])
     result = fit(model, data, ctx.config.train, ctx.seed, select="loss", callbacks=ctx.callbacks)
     return model.backbone.state_dict(), result.seconds

@@ -12,6 +12,16 @@ from polytask.tasks import Task, labelled
 SPLITS = ("train", "val", "test")
 
 
+# The input shape of a text task: its samples are strings, which each text backbone
+# tokenizes itself (:mod:`polytask.models.text`).
+TEXT_SHAPE: tuple = ("text",)
+
+
+def is_text(x: np.ndarray | None) -> bool:
+    """Whether ``x`` holds one string per sample."""
+    return x is not None and x.ndim == 1 and x.dtype.kind in "OUS"
+
+
 @dataclass(frozen=True)
 class TaskData:
     """Arrays of one task as loaded, before splitting, scaling or resizing.
@@ -37,9 +47,9 @@ class TaskData:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input sample."""
-        return tuple(self.x_train.shape[1:])
+    def input_shape(self) -> tuple:
+        """Shape of one input sample (:data:`TEXT_SHAPE` for text)."""
+        return TEXT_SHAPE if is_text(self.x_train) else tuple(self.x_train.shape[1:])
 
 
 def check_task_data(data: TaskData, task: Task) -> None:
@@ -53,7 +63,8 @@ def check_task_data(data: TaskData, task: Task) -> None:
     """
     where = data.origin
     ref = data.x_train.shape[1:]
-    if data.x_train.ndim not in (2, 3, 4):
+    text = is_text(data.x_train)
+    if not text and data.x_train.ndim not in (2, 3, 4):
         raise ConfigError(f"{where}: x_train has shape {data.x_train.shape}; expected (N, d), (N, H, W) or (N, C, H, W)")
     for split in SPLITS:
         x, y = data.split(split)
@@ -64,7 +75,10 @@ def check_task_data(data: TaskData, task: Task) -> None:
         if x is None or y is None:
             missing = "x" if x is None else "y"
             raise ConfigError(f"{where}: {missing}_{split} is missing while its pair is given")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        if text:
+            if not is_text(x) or not all(isinstance(t, str) for t in x):
+                raise ConfigError(f"{where}: x_{split} must hold one string per sample like x_train; got dtype {x.dtype}, shape {x.shape}")
+        elif not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise ConfigError(f"{where}: x_{split} has dtype {x.dtype}; expected numbers")
         if len(x) != len(y):
             raise ConfigError(f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
@@ -72,7 +86,7 @@ def check_task_data(data: TaskData, task: Task) -> None:
             raise ConfigError(f"{where}: x_{split} is empty")
         if x.shape[1:] != ref:
             raise ConfigError(f"{where}: x_{split} samples have shape {x.shape[1:]} but x_train samples have {ref}")
-        bad = int(np.size(x) - np.isfinite(x).sum())
+        bad = 0 if text else int(np.size(x) - np.isfinite(x).sum())
         if bad:
             raise ConfigError(f"{where}: x_{split} has {bad} NaN or infinite values; expected finite features")
         if not np.issubdtype(y.dtype, np.number):

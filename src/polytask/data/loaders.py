@@ -78,7 +78,9 @@ def load_csv(spec: DataConfig) -> TaskData:
     if spec.target not in cols:
         raise ConfigError(f"{spec.csv}: no column '{spec.target}' for target (columns: {', '.join(map(str, cols))})")
     skip = {spec.target, *(spec.exclude or [])}
-    features = spec.features or [c for c in cols if c not in skip]
+    if spec.text is not None and spec.text not in cols:
+        raise ConfigError(f"{spec.csv}: no column '{spec.text}' for text (columns: {', '.join(map(str, cols))})")
+    features = [spec.text] if spec.text is not None else spec.features or [c for c in cols if c not in skip]
     absent = [c for c in features if c not in cols]
     if absent:
         raise ConfigError(f"{spec.csv}: feature column(s) {', '.join(absent)} not found (columns: {', '.join(map(str, cols))})")
@@ -96,15 +98,20 @@ def load_csv(spec: DataConfig) -> TaskData:
     for split, frame in frames.items():
         x = frame[features]
         non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(x[c])]
-        if non_numeric:
-            raise ConfigError(f"{spec.csv}: feature column '{non_numeric[0]}' is not numeric")
+        if non_numeric and spec.text is None:
+            raise ConfigError(f"{spec.csv}: feature column '{non_numeric[0]}' is not numeric (a text column goes in 'text:')")
         y = frame[spec.target]
         if mapping is not None:
             unknown = set(y.dropna()) - set(mapping)
             if unknown:
                 raise ConfigError(f"{spec.test}: label {sorted(map(str, unknown))[0]!r} in '{spec.target}' does not occur in {spec.csv}")
             y = y.map(mapping)
-        out[split] = (x.to_numpy(np.float32), y.to_numpy(np.float64))
+        if spec.text is not None:
+            # Empty cells read as NaN; as text they are the empty string.
+            inputs = frame[spec.text].fillna("").astype(str).to_numpy(dtype=object)
+        else:
+            inputs = x.to_numpy(np.float32)
+        out[split] = (inputs, y.to_numpy(np.float64))
     if "test" not in out:
         x, y = out["train"]
         if spec.stratify:

@@ -7,14 +7,16 @@ with statistics of the training rows the run actually has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from polytask.data.arrays import TaskData
+from polytask.data.arrays import TaskData, is_text
 from polytask.data.splits import holdout, rng_for, subsample
+from polytask.errors import ConfigError
 from polytask.tasks import Task
 
 VAL_SIZE = 0.2
@@ -45,8 +47,17 @@ class PreparedTask:
         return tuple(self.train.x.shape[1:])
 
 
-def as_model_input(x: np.ndarray, image_size: int | None) -> torch.Tensor:
-    """Float tensor with a channel axis for images, resized to ``image_size`` when given."""
+def as_model_input(x: np.ndarray, image_size: int | None, encode: Callable[[list[str]], torch.Tensor] | None = None) -> torch.Tensor:
+    """The tensor a backbone reads.
+
+    Numbers become a float tensor, images get a channel axis and are resized to
+    ``image_size`` when given; text is tokenized by ``encode`` (the text backbone's
+    tokenizer) into token ids.
+    """
+    if is_text(x):
+        if encode is None:
+            raise ConfigError("text inputs need a text backbone (gru, minilm or hf:<name>) to tokenize them")
+        return encode(list(x))
     t = torch.as_tensor(np.asarray(x, dtype=np.float32))
     if t.ndim == 3:
         t = t.unsqueeze(1)
@@ -64,6 +75,8 @@ def _standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tenso
     stays zero in every task: a per-task mean shift would give each dataset its own
     background level and hide from shared layers that two datasets look alike.
     """
+    if not train.is_floating_point():
+        return [train, *others]  # token ids: nothing to scale
     if train.ndim == 2:
         mean = train.mean(dim=0, keepdim=True)
         std = train.std(dim=0, keepdim=True) if len(train) > 1 else torch.ones_like(mean)
@@ -82,6 +95,7 @@ def prepare_task(
     image_size: int | None = None,
     split_key: str | None = None,
     hide_labels: bool = False,
+    encode: Callable[[list[str]], torch.Tensor] | None = None,
 ) -> PreparedTask:
     """Tensors for one run of ``task`` at ``seed`` using ``fraction`` of its training rows.
 
@@ -103,6 +117,7 @@ def prepare_task(
             as missing, so the rows line up with the other tasks of the same inputs
             (training on one shared batch); the labelled rows are those ``fraction``
             would keep.
+        encode: tokenizer of the text backbone, for text inputs.
     """
     stratify = task.kind != "regression" and split_key is None
     key = split_key or task.name
@@ -121,6 +136,6 @@ def prepare_task(
         y_tr[hidden] = np.nan
     else:
         x_tr, y_tr = x_tr[idx], y_tr[idx]
-    tensors = _standardize(*(as_model_input(x, image_size) for x in (x_tr, x_va, data.x_test)))
+    tensors = _standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
     splits = [Split(x, task.encode_targets(y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
     return PreparedTask(task, *splits)

@@ -1,5 +1,6 @@
 """Models: backbones (shared layers), heads and the multi-task model."""
 
+from polytask.models import text as _text  # noqa: F401  (registers the gru backbone)
 from polytask.models.backbones import backbone_names, create_backbone, from_user_module, register_backbone
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
 

@@ -28,12 +28,32 @@ def register_backbone(name: str):
 
 
 def backbone_names() -> list[str]:
-    """Registered backbone names."""
-    return BACKBONES.names()
+    """Registered backbone names, those with pretrained weights included."""
+    from polytask.models.pretrained import PRETRAINED
+
+    return [*BACKBONES.names(), *PRETRAINED.names()]
 
 
-def create_backbone(name: str, input_shape: tuple[int, ...], cfg: ModelConfig) -> nn.Module:
-    """Build the registered backbone ``name`` for inputs of ``input_shape`` (one sample)."""
+def create_backbone(name: str, input_shape: tuple[int, ...], cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
+    """Build backbone ``name`` for inputs of ``input_shape`` (one sample).
+
+    Args:
+        name: a registered name, or ``hf:``/``timm:``/``run:``/``module:`` (see
+            :mod:`polytask.models.pretrained`).
+        pretrained: load the backbone's pretrained weights; otherwise its architecture
+            is randomly initialized.
+
+    Raises:
+        ConfigError: unknown name, inputs the backbone cannot read, or pretrained
+            weights asked of a backbone that has none.
+    """
+    from polytask.models.pretrained import build, is_pretrained
+
+    if is_pretrained(name):
+        return build(name, tuple(input_shape), cfg, pretrained)
+    if pretrained:
+        known = ", ".join(n for n in backbone_names() if is_pretrained(n))
+        raise ConfigError(f"backbone '{name}' has no pretrained weights (pretrained ones: {known}, hf:, timm:, run:)")
     return BACKBONES.get_item(name)(tuple(input_shape), cfg)
 
 
@@ -55,6 +75,8 @@ class MLP(nn.Module):
 
 @register_backbone("mlp")
 def _mlp(input_shape: tuple[int, ...], cfg: ModelConfig) -> nn.Module:
+    if not all(isinstance(d, int) for d in input_shape):
+        raise ConfigError("backbone 'mlp' reads numeric inputs, but the task's inputs are text: use gru, minilm or hf:<name>")
     return MLP(math.prod(input_shape), cfg.mlp.hidden, cfg.mlp.dropout)
 
 
@@ -82,7 +104,7 @@ class CNN(nn.Module):
 
 @register_backbone("cnn")
 def _cnn(input_shape: tuple[int, ...], cfg: ModelConfig) -> nn.Module:
-    if len(input_shape) != 3:
+    if len(input_shape) != 3 or not all(isinstance(d, int) for d in input_shape):
         raise ConfigError(f"backbone 'cnn' needs image inputs (N, H, W) or (N, C, H, W); got samples of shape {input_shape}")
     return CNN(input_shape, cfg.cnn.channels, cfg.cnn.hidden, cfg.cnn.dropout)
 

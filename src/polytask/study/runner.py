@@ -21,12 +21,13 @@ import yaml
 from torch import nn
 
 from polytask.config import StudyConfig, load_config, validate
-from polytask.data.arrays import TaskData, check_task_data
+from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.loaders import load_data
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone, from_user_module
-from polytask.strategies import PRETRAINED, RunContext, RunOutcome, get_strategy, pretrain
+from polytask.models.pretrained import check_name, is_pretrained
+from polytask.strategies import RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
 from polytask.study.store import ResultStore, write_atomic
@@ -47,7 +48,9 @@ class Study:
         data: in-memory arrays per task name; a task given here needs no ``data:`` in
             the config.
         backbone: the user's own shared layers, as an ``nn.Module`` (re-initialized for
-            every run) or a zero-argument factory; replaces ``model.backbone``.
+            every run), a zero-argument factory, or a backbone name; replaces
+            ``model.backbone``. ``"module:package.module:callable"`` names a function
+            returning a pretrained module (allowed here, not in config files).
 
     Example:
         >>> study = Study.from_yaml("examples/mnist-to-digits.yaml")  # doctest: +SKIP
@@ -57,8 +60,14 @@ class Study:
     def __init__(self, config: StudyConfig | dict, data: dict[str, TaskData] | None = None, backbone: UserBackbone | None = None):
         self.config = config if isinstance(config, StudyConfig) else validate(config)
         self.data_override = dict(data or {})
+        if isinstance(backbone, str):
+            try:
+                check_name(backbone, where="backbone", allow_module=True)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         self.backbone = backbone
         self._loaded: tuple[dict[str, TaskData], dict[str, Task]] | None = None
+        self._encoders: dict[str, Callable] = {}
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
@@ -98,11 +107,11 @@ class Study:
     def _check_shapes(self, raw: dict[str, TaskData]) -> None:
         """Every task must fit the backbone; shared backbones need one input shape."""
         size = self.config.model.image_size
-        shapes = {n: tuple(as_model_input(d.x_train[:1], size).shape[1:]) for n, d in raw.items()}
+        shapes = {n: TEXT_SHAPE if is_text(d.x_train) else tuple(as_model_input(d.x_train[:1], size).shape[1:]) for n, d in raw.items()}
         self._shapes = shapes
         if set(self.config.strategies) != {"scratch"} and len(set(shapes.values())) > 1:
             listed = ", ".join(f"'{n}' {s}" for n, s in shapes.items())
-            hint = "; set model.image_size so image tasks share one size" if any(len(s) == 3 for s in shapes.values()) else ""
+            hint = "; set model.image_size so image tasks share one size" if any(len(s) == 3 and s != TEXT_SHAPE for s in shapes.values()) else ""
             raise ConfigError(f"tasks have different input shapes ({listed}) but share one backbone{hint}")
         for shape in set(shapes.values()):
             self.new_backbone(shape)
@@ -120,17 +129,40 @@ class Study:
                 "have inputs of their own"
             )
 
-    def new_backbone(self, input_shape: tuple[int, ...]) -> nn.Module:
-        """A freshly initialized backbone for inputs of ``input_shape``."""
-        if self.backbone is not None:
-            return from_user_module(self.backbone, input_shape)
-        return create_backbone(self.config.model.backbone, input_shape, self.config.model)
+    def new_backbone(self, input_shape: tuple, pretrained: bool = False, name: str | None = None) -> nn.Module:
+        """Backbone ``name`` (default ``model.backbone``) for inputs of ``input_shape``.
 
-    def prepare(self, task: str, seed: int, fraction: float, hide_labels: bool = False) -> PreparedTask:
-        """Tensors of ``task`` for one seed and training fraction (see :func:`prepare_task`)."""
+        Randomly initialized unless ``pretrained``; the user's own module (``backbone=``)
+        replaces ``model.backbone``.
+        """
+        if name is None and self.backbone is not None:
+            if isinstance(self.backbone, str):
+                return create_backbone(self.backbone, input_shape, self.config.model, pretrained=pretrained)
+            return from_user_module(self.backbone, input_shape)
+        return create_backbone(name or self.config.model.backbone, input_shape, self.config.model, pretrained=pretrained)
+
+    def encoder(self, source: str | None = None) -> Callable | None:
+        """Tokenizer of the text backbone ``source`` (default: the study's backbone), cached."""
+        key = source or ""
+        if key not in self._encoders:
+            net = self.new_backbone(TEXT_SHAPE, name=source)
+            tok = getattr(net, "tokenizer", None)
+            if not callable(tok):
+                name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else "of the study")
+                raise ConfigError(f"backbone '{name}' has no tokenizer; text tasks need gru, minilm, hf:<name> or a module with .tokenizer")
+            self._encoders[key] = tok
+        return self._encoders[key]
+
+    def prepare(self, task: str, seed: int, fraction: float, hide_labels: bool = False, source: str | None = None) -> PreparedTask:
+        """Tensors of ``task`` for one seed and training fraction (see :func:`prepare_task`).
+
+        ``source`` names the pretrained backbone whose tokenizer encodes text tasks.
+        """
         raw, tasks = self.load()
         key = self._split_keys.get(task)
-        return prepare_task(raw[task], tasks[task], seed, fraction, self.config.model.image_size, split_key=key, hide_labels=hide_labels)
+        encode = self.encoder(source) if is_text(raw[task].x_train) else None
+        size = self.config.model.image_size
+        return prepare_task(raw[task], tasks[task], seed, fraction, size, split_key=key, hide_labels=hide_labels, encode=encode)
 
     # ---- running ----------------------------------------------------------------------
 
@@ -145,18 +177,35 @@ class Study:
             seed=spec.seed,
             config=self.config,
             tasks=tasks,
-            prepare=lambda name, frac, hide=False: self.prepare(name, spec.seed, frac, hide),
+            input_shape=self._shapes[spec.task],
+            prepare=lambda name, frac, hide=False, source=None: self.prepare(name, spec.seed, frac, hide, self._source(source)),
             new_backbone=self.new_backbone,
-            pretrained=lambda: self._pretrained(out, spec, callbacks),
+            pretrained=lambda source=None: self._pretrained(out, spec, callbacks, source),
             callbacks=callbacks,
         )
 
-    def _pretrained(self, out: Path, spec: RunSpec, callbacks=()) -> tuple[nn.Module, float]:
-        """Shared layers pretrained on every task but ``spec.task`` for ``spec.seed``.
+    def _source(self, source: str | None) -> str | None:
+        """The backbone a strategy's ``:<source>`` names (aliases resolved); None: the study's."""
+        return self.config.sources.get(source, source) if source else None
 
-        Trained once per (target, seed) and cached in the study folder; every fraction
-        and both transfer strategies of that seed start from the same weights.
+    def _study_backbone(self) -> str:
+        return self.backbone if isinstance(self.backbone, str) else self.config.model.backbone
+
+    def _pretrained(self, out: Path, spec: RunSpec, callbacks=(), source: str | None = None) -> tuple[nn.Module, float]:
+        """The backbone a transfer strategy starts from, and the seconds its training took.
+
+        A named ``source`` (or a ``model.backbone`` with pretrained weights) is loaded as
+        shipped. Otherwise: shared layers pretrained on every task but ``spec.task`` for
+        ``spec.seed``, trained once per (target, seed) and cached in the study folder, so
+        every fraction and both transfer strategies of that seed start from the same weights.
         """
+        self.load()
+        shape = self._shapes[spec.task]
+        name = self._source(source)
+        if name is None and (self.backbone is None or isinstance(self.backbone, str)) and is_pretrained(self._study_backbone()):
+            name = self._study_backbone()
+        if name is not None:
+            return self.new_backbone(shape, pretrained=True, name=name), 0.0
         path = self._pretrained_path(out, spec.task, spec.seed)
         fingerprint = self.config.fingerprint()
         cached = torch.load(path, weights_only=True) if path.exists() else None
@@ -167,7 +216,7 @@ class Study:
             tmp = path.with_suffix(".tmp")
             torch.save(cached, tmp)
             tmp.replace(path)
-        backbone = self.new_backbone(self._shapes[spec.task])
+        backbone = self.new_backbone(shape)
         backbone.load_state_dict(cached["state"])
         return backbone, float(cached["seconds"])
 
@@ -229,7 +278,7 @@ class Study:
         global _ACTIVE
         _ACTIVE = self
         # Pretrained layers first, one job per (target, seed), so no two runs train the same ones.
-        needs = sorted({(s.task, s.seed) for s in pending if s.strategy in PRETRAINED})
+        needs = sorted({(s.task, s.seed) for s in pending if uses_study_pretraining(s.strategy, self.config)})
         ctx = mp.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
             for f in as_completed([pool.submit(_pretrain_job, str(out), t, s) for t, s in needs]):
