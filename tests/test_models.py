@@ -11,7 +11,13 @@ from polytask.errors import ConfigError
 from polytask.models import MultiTaskModel, backbone_names, count_params, create_backbone
 from polytask.tasks import Task
 
-SHAPES = {"mlp": [(5,), (1, 8, 8)], "cnn": [(1, 8, 8), (1, 16, 16), (3, 36, 36)], "efficientnet-lite0": [(1, 8, 8), (3, 20, 20)], "gru": [TEXT_SHAPE], "minilm": [TEXT_SHAPE]}
+SHAPES = {
+    "mlp": [(5,), (1, 8, 8)],
+    "cnn": [(1, 8, 8), (1, 16, 16), (3, 36, 36)],
+    "efficientnet-lite0": [(1, 8, 8), (3, 20, 20)],
+    "gru": [TEXT_SHAPE],
+    "minilm": [TEXT_SHAPE],
+}
 TEXTS = ["a fine film .", "dull", "not bad at all, really"]
 
 

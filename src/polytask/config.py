@@ -87,11 +87,21 @@ class TaskConfig(_Frozen):
 
     ``role: target`` tasks are reported; ``role: source`` tasks only feed pretraining and
     joint training. ``kind`` is inferred from the labels when omitted.
+
+    Attributes:
+        augment: augmentation options for this task's training batches
+            (:func:`polytask.data.augment.build_augmenter`; the kind, image, text or
+            tabular, follows the data), the same for every strategy. Off when omitted.
+        unlabeled: target-domain inputs without labels for ``domain-adapt``: a data
+            source (its training inputs are used, any labels ignored), or ``true`` to
+            use this task's own training inputs with their labels hidden from it.
     """
 
     data: DataConfig | None = None
     role: Literal["target", "source"] = "target"
     kind: TaskKind | None = None
+    augment: dict[str, Any] | None = None
+    unlabeled: DataConfig | bool | None = None
 
 
 class MLPConfig(_Frozen):
@@ -214,6 +224,95 @@ class TrainConfig(_Frozen):
     backbone_lr_ratio: float = Field(0.1, gt=0, le=1)
 
 
+class FineTuneConfig(BaseModel):
+    """Recipe of the ``fine-tune`` strategies (config key ``fine-tune``).
+
+    Attributes:
+        layers: ``all``, or the number of the backbone's last stages that train (the
+            rest stay frozen; 0 trains the head only).
+        unfreeze: ``gradual``: start with the head alone and unfreeze one more stage
+            from the top every ``unfreeze_every`` epochs (ULMFiT).
+        lr_decay: layer-wise learning-rate decay: the top stage learns at
+            ``backbone_lr_ratio * lr * lr_decay``, the one below at ``... * lr_decay^2``
+            (1: one rate for the whole backbone).
+        lp_ft: first train the head alone on the frozen backbone for ``lp_epochs``
+            epochs, then fine-tune everything from that head (Kumar et al. 2022).
+        freeze_bn: keep BatchNorm statistics (and affine parameters) of the backbone fixed.
+        regularizer: ``l2-sp``, ``delta``, ``bss`` or ``lwf``
+            (:mod:`polytask.transfer.regularizers`); hyperparameters in a section named
+            after it, e.g. ``l2-sp: {alpha: 0.1}``.
+        lora: LoRA on the backbone (``{r: 8, alpha: 16, target_modules: [...]}``; needs
+            ``peft``); only the adapters and the head train; merged into the weights
+            after training.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    layers: Literal["all"] | int = "all"
+    unfreeze: Literal["none", "gradual"] = "none"
+    unfreeze_every: int = Field(1, ge=1)
+    lr_decay: float = Field(1.0, gt=0, le=1)
+    lp_ft: bool = False
+    lp_epochs: int = Field(5, ge=1)
+    freeze_bn: bool = False
+    regularizer: str | None = None
+    lora: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _known_sections(self) -> FineTuneConfig:
+        from polytask.transfer.regularizers import regularizer_names
+
+        names = regularizer_names()
+        if isinstance(self.layers, int) and self.layers < 0:
+            raise ValueError(f"'layers' must be 'all' or a number of stages >= 0, got {self.layers}")
+        for key in [*([self.regularizer] if self.regularizer else []), *(self.model_extra or {})]:
+            if key not in names:
+                raise ValueError(f"unknown fine-tuning regularizer or key '{key}' (regularizers: {', '.join(names)})")
+        for key, hp in (self.model_extra or {}).items():
+            if not isinstance(hp, dict):
+                raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
+        if self.lora is not None and (self.regularizer in ("l2-sp", "delta")):
+            raise ValueError(f"lora renames the backbone's weights, so '{self.regularizer}' cannot match them to the pretrained ones; drop one")
+        if self.unfreeze == "gradual" and self.layers != "all":
+            raise ValueError("unfreeze: gradual already decides which stages train; leave 'layers' at 'all'")
+        return self
+
+    def hparams(self, name: str) -> dict:
+        """Hyperparameters given for regularizer ``name``."""
+        return dict((self.model_extra or {}).get(name, {}))
+
+
+class DomainAdaptConfig(BaseModel):
+    """Settings of the ``domain-adapt:<method>`` strategies (config key ``domain-adapt``).
+
+    Attributes:
+        validator: how a checkpoint is chosen without target labels
+            (:mod:`polytask.transfer.validators`: ``source-val``, ``dev``, ``snd``,
+            ``entropy``, ``im``).
+        <method>: hyperparameters of one method, e.g. ``dann: {trade_off: 1.0}``.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    validator: str = "dev"
+
+    @model_validator(mode="after")
+    def _known_names(self) -> DomainAdaptConfig:
+        from polytask.transfer.adapt import ADAPTERS
+        from polytask.transfer.validators import validator_names
+
+        if self.validator not in validator_names():
+            raise ValueError(f"unknown validator '{self.validator}' (known: {', '.join(validator_names())})")
+        for key, hp in (self.model_extra or {}).items():
+            if key not in ADAPTERS:
+                raise ValueError(f"unknown domain adaptation method '{key}' (known: {', '.join(ADAPTERS.names())})")
+            if not isinstance(hp, dict):
+                raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
+        return self
+
+    def hparams(self, method: str) -> dict:
+        """Hyperparameters given for ``method``."""
+        return dict((self.model_extra or {}).get(method, {}))
+
+
 class MTLConfig(BaseModel):
     """How the ``mtl`` strategy balances its tasks.
 
@@ -319,6 +418,8 @@ class StudyConfig(_Frozen):
             study can start from it (``run:<out>/<task>/<strategy>/seed<k>``).
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: str = "study"
     seeds: int = Field(3, ge=1)
     fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
@@ -327,6 +428,8 @@ class StudyConfig(_Frozen):
     strategies: list[str] = Field(default_factory=lambda: ["scratch", "feature-extraction", "fine-tune", "mtl"], min_length=1)
     train: TrainConfig = TrainConfig()
     mtl: MTLConfig = MTLConfig()
+    fine_tune: FineTuneConfig = Field(FineTuneConfig(), alias="fine-tune")
+    domain_adapt: DomainAdaptConfig = Field(DomainAdaptConfig(), alias="domain-adapt")
     sources: dict[str, str] = Field(default_factory=dict)
     save_models: bool = False
 
@@ -480,7 +583,8 @@ class StudyConfig(_Frozen):
         Adding seeds, fractions or strategies keeps earlier results valid; changing
         data, model or training rules does not.
         """
-        keep = self.model_dump(mode="json", include={"tasks", "model", "train", "mtl", *(["sources"] if self.sources else [])})
+        extra = [k for k in ("sources", "fine_tune", "domain_adapt") if getattr(self, k) != type(self).model_fields[k].default]
+        keep = self.model_dump(mode="json", include={"tasks", "model", "train", "mtl", *extra})
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved(self, base: Path) -> StudyConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,22 @@ def _rep_grad_step(model: nn.Module, x: torch.Tensor, targets: dict[str, Prepare
     return value, weights
 
 
+def _task_loss(model: nn.Module, d: PreparedTask, name: str, idx: torch.Tensor, augmenter, gen: torch.Generator, penalty) -> torch.Tensor:
+    """One task's training loss on one batch: augmented when asked, plus the penalty."""
+    x, y = d.train.x[idx], d.train.y[idx]
+    if augmenter is None:
+        loss = d.task.loss(model(x, name), y)
+    else:
+        from polytask.data.augment import augmented_loss
+
+        aug = augmenter(x, gen)
+        x = aug.x
+        loss = augmented_loss(d.task.loss, model(x, name), y, aug)
+    if penalty is not None:
+        loss = loss + penalty(model, x, name, y)
+    return loss
+
+
 def _check_rep_grad(model: nn.Module, data: dict[str, PreparedTask], weighting: Weighting | None) -> torch.Tensor:
     """The training inputs every task shares; ValueError when ``rep_grad`` cannot apply."""
     if weighting is None or not weighting.requires_grads:
@@ -176,12 +192,14 @@ def fit(
     data: dict[str, PreparedTask],
     train: TrainConfig,
     seed: int,
-    select: str = "loss",
+    select: str | Callable[[nn.Module], float] = "loss",
     param_groups: list[dict[str, Any]] | None = None,
     callbacks: Sequence[Any] = (),
     weighting: Weighting | None = None,
     sampling: dict[str, float] | None = None,
     rep_grad: bool = False,
+    penalty: nn.Module | None = None,
+    augment: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model(x, task_name)`` on every task in ``data`` and restore its best state.
 
@@ -197,8 +215,10 @@ def fit(
         data: prepared tasks to train on (their validation splits drive selection).
         train: optimizer and stopping rules.
         seed: fixes batch order and dropout.
-        select: task whose primary validation metric picks the best epoch, or ``"loss"``
-            for the mean validation loss over all tasks.
+        select: task whose primary validation metric picks the best epoch, ``"loss"``
+            for the mean validation loss over all tasks, or a function ``select(model)``
+            scoring the model after each epoch, higher is better (e.g. a domain
+            adaptation validator that needs no target labels).
         param_groups: AdamW parameter groups (e.g. a lower learning rate for pretrained
             layers); default: every trainable parameter at ``train.lr``.
         callbacks: objects with an optional ``on_epoch_end(epoch, max_epochs, record)``.
@@ -210,6 +230,13 @@ def fit(
         rep_grad: balance gradients of the shared representation instead of the shared
             parameters (gradient methods, a model with ``.backbone`` and ``.heads``, tasks
             training on the same inputs): one batch of rows serves every task.
+        penalty: an extra loss per step (:mod:`polytask.transfer.regularizers`, domain
+            adaptation), called as ``penalty(model, x, task, y)`` right after the model's
+            forward on that task's batch and added to its loss. Optional hooks:
+            ``attach(model)`` before training, ``begin(total_steps)`` with the step
+            budget, ``trainable_parameters()`` (trained at ``train.lr``).
+        augment: per task, an augmenter (:func:`polytask.data.augment.build_augmenter`)
+            applied to training batches only, with randomness from the run's seed.
 
     Returns:
         A :class:`FitResult`; ``model`` holds the best state.
@@ -221,9 +248,16 @@ def fit(
     start = time.perf_counter()
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
-    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    groups = list(param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}])
+    if penalty is not None:
+        if hasattr(penalty, "attach"):
+            penalty.attach(model)
+        own = list(penalty.trainable_parameters()) if hasattr(penalty, "trainable_parameters") else []
+        if own:
+            groups.append({"params": own})
     opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
     names = list(data)
+    augment = {n: a for n, a in (augment or {}).items() if a is not None and n in data}
     if weighting is not None and weighting.representation_only and not rep_grad:
         raise ValueError(f"'{weighting.name}' balances gradients of the shared representation: pass rep_grad=True")
     sizes = {n: len(data[n].train) for n in names}
@@ -232,14 +266,20 @@ def fit(
         shared_x = _check_rep_grad(model, data, weighting)
         if sampling:
             raise ValueError("rep_grad shares one batch between the tasks, so they cannot be sampled at different rates")
+        if augment or penalty is not None:
+            raise ValueError("rep_grad shares one batch between the tasks; per-task augmentation and penalties do not apply to it")
+    if penalty is not None and weighting is not None:
+        raise ValueError("a penalty adds to one objective; it does not combine with a multi-task weighting method")
         streams = dict.fromkeys(names, _batches(len(shared_x), train.batch_size, gen))
     else:
         streams = {n: _batches(sizes[n], rows[n], gen) for n in names}
     steps = max(train.min_steps_per_epoch, *(math.ceil(sizes[n] / rows[n]) for n in names))
-    score_of = _criterion(select, data)
+    score_of = (lambda metrics, losses: select(model)) if callable(select) else _criterion(select, data)
     shared = [] if rep_grad else _shared_params(model, weighting)
     others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
     learns_after_step = weighting is not None and type(weighting).after_step is not Weighting.after_step
+    if penalty is not None and hasattr(penalty, "begin"):
+        penalty.begin(train.max_epochs * steps)
 
     best_score, best_state, best_epoch, best_val, stale = -math.inf, None, 0, {}, 0
     history: list[dict[str, float]] = []
@@ -255,7 +295,7 @@ def fit(
                 value, weights = _rep_grad_step(model, shared_x, data, idx, weighting, epoch)
             else:
                 batches = {n: next(streams[n]) for n in names}
-                task_losses = [data[n].task.loss(model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()]
+                task_losses = [_task_loss(model, data[n], n, i, augment.get(n), gen, penalty) for n, i in batches.items()]
                 if scale is not None:
                     task_losses = [scale[n] * loss for n, loss in zip(names, task_losses)]
                 value, weights = _backward(task_losses, weighting, shared, others, epoch)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -64,7 +64,8 @@ class RunContext:
 
 @dataclass
 class RunOutcome:
-    """Numbers one run produced, as recorded in ``results.jsonl``."""
+    """Numbers one run produced, as recorded in ``results.jsonl`` (``extra``: strategy-specific
+    numbers, e.g. which validator chose the checkpoint)."""
 
     test: float
     val: float
@@ -75,6 +76,7 @@ class RunOutcome:
     epochs: int
     best_epoch: int
     pretrain_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 StrategyFn = Callable[[RunContext], RunOutcome]

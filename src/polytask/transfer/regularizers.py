@@ -7,7 +7,7 @@ same way::
     penalty.to(device).attach(model)                       # once, before training
     ...
     out = model(x, task)                                   # each step: the model's forward,
-    loss = task_loss(out, y) + penalty(model, x, task)     # then the penalty on the same x
+    loss = task_loss(out, y) + penalty(model, x, task, y)  # then the penalty on the same x
 
 - ``start`` is the model fine-tuning starts from: a module with a ``backbone`` (the
   pretrained shared layers) and, where a penalty needs them, ``heads`` (an
@@ -207,7 +207,7 @@ class Penalty(nn.Module, abc.ABC):
         return [p for p in self.parameters() if p.requires_grad]
 
     @abc.abstractmethod
-    def forward(self, model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
+    def forward(self, model: nn.Module, x: torch.Tensor, task: str, y: torch.Tensor | None = None) -> torch.Tensor:
         """Extra loss for this step; ``x`` is the batch ``model`` just ran on for ``task``."""
 
 
@@ -257,7 +257,7 @@ class L2SP(Penalty):
         _check_reference(model, dict(self.start.backbone.named_parameters()), "l2-sp")
         return self
 
-    def forward(self, model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
+    def forward(self, model: nn.Module, x: torch.Tensor, task: str, y: torch.Tensor | None = None) -> torch.Tensor:
         reference = dict(self.start.backbone.named_parameters())
         current = dict(model.backbone.named_parameters())
         sp = 0.5 * sum((current[n] - w0).pow(2).sum() for n, w0 in reference.items())
@@ -381,7 +381,7 @@ class DELTA(Penalty):
             raise RuntimeError("DELTA(attention=True) needs fit_attention(x, y, loss_fn, task) before training")
         return [w.to(m.device) for w, m in zip(self.channel_weights_, maps)]
 
-    def forward(self, model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
+    def forward(self, model: nn.Module, x: torch.Tensor, task: str, y: torch.Tensor | None = None) -> torch.Tensor:
         maps = self.features(x)
         targets = self.start_features(x)
         behaviour = x.new_zeros(())
@@ -420,7 +420,7 @@ class BSS(Penalty):
         super().__init__(None)
         self.eta, self.k = eta, k
 
-    def forward(self, model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
+    def forward(self, model: nn.Module, x: torch.Tensor, task: str, y: torch.Tensor | None = None) -> torch.Tensor:
         f = self.features(x)[-1].flatten(1)
         sigma = torch.linalg.svdvals(f)  # descending
         if self.k > len(sigma):
@@ -489,7 +489,7 @@ class LwF(Penalty):
     def _logits(z: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.zeros_like(z), z], dim=1) if z.shape[1] == 1 else z
 
-    def forward(self, model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
+    def forward(self, model: nn.Module, x: torch.Tensor, task: str, y: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(x)[-1]
         with torch.no_grad():
             start_features = self.start.backbone(x)
