@@ -77,6 +77,12 @@ class RunOutcome:
     best_epoch: int
     pretrain_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # The trained shared layers (kept when the study saves models; never in results.jsonl).
+    backbone: nn.Module | None = field(default=None, repr=False, compare=False)
+
+    def record(self) -> dict[str, Any]:
+        """The fields written to ``results.jsonl``."""
+        return {k: v for k, v in self.__dict__.items() if k != "backbone"}
 
 
 StrategyFn = Callable[[RunContext], RunOutcome]
@@ -144,6 +150,7 @@ def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, Prep
         head_params=count_params(model.heads[ctx.target]),
         epochs=result.epochs,
         best_epoch=result.best_epoch,
+        backbone=getattr(model, "backbone", None),
     )
 
 
@@ -205,6 +212,7 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
     out = _train_and_test(ctx, head_model, {ctx.target: cached}, cached)
     out.train_seconds += feature_seconds
     out.backbone_params = count_params(backbone)
+    out.backbone = backbone
     out.pretrain_seconds = pre_seconds
     return out
 

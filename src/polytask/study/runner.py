@@ -26,7 +26,8 @@ from polytask.data.loaders import load_data
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone, from_user_module
-from polytask.models.pretrained import check_name, is_pretrained
+from polytask.models.multitask import FeatureBackbone
+from polytask.models.pretrained import check_name, is_pretrained, save_backbone
 from polytask.strategies import RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
@@ -220,6 +221,19 @@ class Study:
         backbone.load_state_dict(cached["state"])
         return backbone, float(cached["seconds"])
 
+    def _save_backbone(self, out: Path, spec: RunSpec, backbone: nn.Module) -> None:
+        """Keep a run's trained shared layers for ``run:<out>/<task>/<strategy>/seed<k>``."""
+        path = out / "models" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.pt"
+        from polytask.strategies import PRETRAINED
+
+        source = self.config.transfer_source(spec.strategy) if spec.strategy.partition(":")[0] in PRETRAINED else None
+        name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else None)
+        if name is None:
+            return  # the user's own module: nothing a later study could rebuild by name
+        if isinstance(backbone, FeatureBackbone):
+            return
+        save_backbone(path, backbone, name, self.config.model, self._shapes[spec.task])
+
     def execute(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:
         """Run one cell and return its results row; failures become ``status: failed`` rows."""
         _, tasks = self.load()
@@ -234,7 +248,9 @@ class Study:
         }
         try:
             outcome: RunOutcome = get_strategy(spec.strategy)(self._context(out, spec, callbacks))
-            row.update(outcome.__dict__, status="ok", error=None)
+            row.update(outcome.record(), status="ok", error=None)
+            if self.config.save_models and outcome.backbone is not None:
+                self._save_backbone(out, spec, outcome.backbone)
         except (KeyboardInterrupt, ConfigError):
             raise
         except Exception as e:  # a failing run is recorded and the study goes on
