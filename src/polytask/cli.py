@@ -41,6 +41,7 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", help="Study folder [default: runs/<name>]; finished runs in it are kept."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Override the config's number of seeds."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes running runs in parallel."),
+    relate_first: bool = typer.Option(False, "--relate", help="First rank the candidate sources (as 'polytask relate', defaults) into the study folder."),
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
     from polytask.config import load_config
@@ -54,7 +55,12 @@ def compare(
         out = out or Path("runs") / cfg.name
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out '{out}' is a file; expected a study folder")
-        summary = Study(cfg).run(out=out, workers=workers, progress=True)
+        study = Study(cfg)
+        if relate_first:
+            from polytask.relate import rank_sources, relate_table
+
+            Console().print(relate_table(rank_sources(study, out)))
+        summary = study.run(out=out, workers=workers, progress=True)
     except ConfigError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -62,6 +68,33 @@ def compare(
         _fail(f"interrupted; {where}run the same command to resume", code=130)
     print_summary(summary)
     typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def relate(
+    config: Path = typer.Argument(..., help="Study config (YAML)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for relate.json and relate.png [default: runs/<name>, the study folder]."),
+    score: str = typer.Option("logme", "--score", help="Score that ranks the candidates: logme, leep, nce or h-score."),
+    fraction: float = typer.Option(1.0, "--fraction", help="Training fraction whose rows are scored (seed 0's split)."),
+    max_samples: int = typer.Option(1000, "--max-samples", min=2, help="Most target rows scored."),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="Most epochs a source task's model trains."),
+    source_samples: int = typer.Option(5000, "--source-samples", min=2, help="Most training rows a source task's model uses."),
+) -> None:
+    """Rank candidate sources (pretrained backbones, the other tasks) for each target before training."""
+    from polytask.config import load_config
+    from polytask.relate import rank_sources, relate_table
+    from polytask.study import Study
+
+    try:
+        cfg = load_config(config)
+        out = out or Path("runs") / cfg.name
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out '{out}' is a file; expected a folder")
+        result = rank_sources(Study(cfg), out, score=score, fraction=fraction, max_samples=max_samples, epochs=epochs, source_samples=source_samples)
+    except ConfigError as e:
+        _fail(str(e))
+    Console().print(relate_table(result))
+    typer.echo(f"ranking: {out / 'relate.json'} ({result['seconds']:.1f} s), heatmap: {out / 'relate.png'}")
 
 
 @app.command()

@@ -41,6 +41,10 @@ class DataConfig(_Frozen):
         stratify: stratify that test split by the target column. Tasks made from several
             columns of one file (``tasks_from_columns``) turn it off, so that all of them
             hold out the same rows.
+        max_train, max_test: keep at most this many training (test) rows, drawn with a
+            fixed seed from the data source alone, so tasks reading one source (label
+            columns of one file, one builtin's targets) keep the same rows. For quick
+            studies on large data; the same rows in every study.
         crop: pixels removed from every border of each image before any resizing
             (MNIST's digits sit in a 20x20 box centred on a 28x28 canvas: ``crop: 4``
             makes them fill the frame like scikit-learn's digits do).
@@ -57,6 +61,8 @@ class DataConfig(_Frozen):
     stratify: bool = True
     exclude: list[str] | None = None
     crop: int = Field(0, ge=0)
+    max_train: int | None = Field(None, ge=2)
+    max_test: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -513,7 +519,7 @@ class StudyConfig(_Frozen):
         if kind == "method":
             from polytask.transfer.adapt import ADAPTERS
 
-            return ADAPTERS.names()
+            return [*ADAPTERS.names(), "source-only"]
         return []
 
     def transfer_source(self, strategy: str) -> str | None:
@@ -589,7 +595,12 @@ class StudyConfig(_Frozen):
 
     def resolved(self, base: Path) -> StudyConfig:
         """Return a copy with every data path made absolute against ``base``."""
-        tasks = {n: t.model_copy(update={"data": t.data.resolved(base)}) if t.data else t for n, t in self.tasks.items()}
+        tasks = {}
+        for n, t in self.tasks.items():
+            update = {"data": t.data.resolved(base)} if t.data else {}
+            if isinstance(t.unlabeled, DataConfig):
+                update["unlabeled"] = t.unlabeled.resolved(base)
+            tasks[n] = t.model_copy(update=update)
         return self.model_copy(update={"tasks": tasks})
 
 

@@ -268,11 +268,11 @@ def fit(
             raise ValueError("rep_grad shares one batch between the tasks, so they cannot be sampled at different rates")
         if augment or penalty is not None:
             raise ValueError("rep_grad shares one batch between the tasks; per-task augmentation and penalties do not apply to it")
-    if penalty is not None and weighting is not None:
-        raise ValueError("a penalty adds to one objective; it does not combine with a multi-task weighting method")
         streams = dict.fromkeys(names, _batches(len(shared_x), train.batch_size, gen))
     else:
         streams = {n: _batches(sizes[n], rows[n], gen) for n in names}
+    if penalty is not None and weighting is not None:
+        raise ValueError("a penalty adds to one objective; it does not combine with a multi-task weighting method")
     steps = max(train.min_steps_per_epoch, *(math.ceil(sizes[n] / rows[n]) for n in names))
     score_of = (lambda metrics, losses: select(model)) if callable(select) else _criterion(select, data)
     shared = [] if rep_grad else _shared_params(model, weighting)

@@ -29,6 +29,7 @@ from polytask.models.pretrained import is_pretrained
 from polytask.registry import Registry
 from polytask.sampling import task_probabilities
 from polytask.tasks import Task
+from polytask.transfer.finetune import fine_tune_model
 from polytask.weighting import create as create_weighting
 
 
@@ -47,6 +48,11 @@ class RunContext:
         pretrained: ``pretrained(source=None)`` returns ``(backbone, seconds)``: the
             named pretrained backbone, or, without one, shared layers pretrained on
             every task but the target for this seed (trained once, then cached).
+        pretrained_heads: ``pretrained_heads(source=None)``: the heads of the tasks those
+            layers were pretrained on (None for a named pretrained backbone).
+        augment: ``augment(source=None)``: the study's augmenters per task (text ones
+            use the pad and mask ids of ``source``'s tokenizer).
+        feature_cache: features of frozen backbones shared by the runs of one process.
         callbacks: passed to the engine (progress display).
     """
 
@@ -59,6 +65,9 @@ class RunContext:
     prepare: Callable[..., PreparedTask]
     new_backbone: Callable[..., nn.Module]
     pretrained: Callable[..., tuple[nn.Module, float]]
+    pretrained_heads: Callable[..., nn.ModuleDict | None] = lambda source=None: None
+    augment: Callable[..., dict[str, Any]] = lambda source=None: {}
+    feature_cache: dict = field(default_factory=dict)
     callbacks: Sequence[Any] = ()
 
 
@@ -139,7 +148,13 @@ def uses_study_pretraining(strategy: str, config: StudyConfig) -> bool:
 
 def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, PreparedTask], target: PreparedTask, **kw) -> RunOutcome:
     """Fit through the engine, select on the target's validation metric, test once."""
+    kw.setdefault("augment", ctx.augment(None))
     result = fit(model, data, ctx.config.train, ctx.seed, select=ctx.target, callbacks=ctx.callbacks, **kw)
+    return _outcome(ctx, model, target, result)
+
+
+def _outcome(ctx: RunContext, model: nn.Module, target: PreparedTask, result) -> RunOutcome:
+    """Test once (after model selection) and collect the run's numbers."""
     test, _ = evaluate(model, target, target.test)
     return RunOutcome(
         test=test,
@@ -193,6 +208,10 @@ def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
     return _train_and_test(ctx, model, data, target, weighting=method, sampling=sampling, rep_grad=rep_grad)
 
 
+def _stay_in_eval(module: nn.Module, inputs) -> None:
+    module.eval()  # returns None: a pre-hook's return value would replace the inputs
+
+
 @torch.no_grad()
 def _features(backbone: nn.Module, split: Split) -> Split:
     return Split(torch.cat([backbone(x) for x in split.x.split(4096)]), split.y)
@@ -200,16 +219,43 @@ def _features(backbone: nn.Module, split: Split) -> Split:
 
 @register_strategy("feature-extraction", uses_pretrained=True, argument="source")
 def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome:
-    """Frozen pretrained shared layers; a new head trained on features computed once."""
+    """Frozen pretrained shared layers; a new head trained on features computed once.
+
+    When the target's inputs are augmented, every step sees new inputs, so the head
+    trains through the frozen backbone (kept in eval mode) instead.
+    """
     target = ctx.prepare(ctx.target, ctx.fraction, source=source)
     backbone, pre_seconds = ctx.pretrained(source)
     backbone.eval().requires_grad_(False)
+    augment = ctx.augment(source)
+    if augment.get(ctx.target) is not None:
+        # The engine calls model.train() each epoch; the frozen backbone must stay in eval
+        # mode (no BatchNorm updates, no dropout) to be a fixed feature extractor.
+        backbone.register_forward_pre_hook(_stay_in_eval)
+        seed_everything(ctx.seed)
+        model = MultiTaskModel(backbone, [target.task])
+        out = _train_and_test(ctx, model, {ctx.target: target}, target, param_groups=[{"params": list(model.heads.parameters())}], augment=augment)
+        out.pretrain_seconds = pre_seconds
+        return out
     t0 = time.perf_counter()
-    cached = PreparedTask(target.task, *(_features(backbone, s) for s in (target.train, target.val, target.test)))
+    # A named backbone is the same in every run: its test features are computed once per
+    # study process, validation features once per seed (the carve is the seed's).
+    named = source or ctx.config.transfer_source("feature-extraction")
+    owner = named or f"study-seed{ctx.seed}"
+    keys = (None, (owner, ctx.target, "val", ctx.seed), (owner, ctx.target, "test", "" if named else ctx.seed))
+    splits = []
+    for key, split in zip(keys, (target.train, target.val, target.test)):
+        if key is None:
+            splits.append(_features(backbone, split))
+        else:
+            if key not in ctx.feature_cache:
+                ctx.feature_cache[key] = _features(backbone, split)
+            splits.append(ctx.feature_cache[key])
+    cached = PreparedTask(target.task, *splits)
     feature_seconds = time.perf_counter() - t0
     seed_everything(ctx.seed)
     head_model = MultiTaskModel(FeatureBackbone(backbone.out_features), [target.task])
-    out = _train_and_test(ctx, head_model, {ctx.target: cached}, cached)
+    out = _train_and_test(ctx, head_model, {ctx.target: cached}, cached, augment={})
     out.train_seconds += feature_seconds
     out.backbone_params = count_params(backbone)
     out.backbone = backbone
@@ -222,30 +268,35 @@ def fine_tune(ctx: RunContext, source: str | None = None) -> RunOutcome:
     """Pretrained shared layers and a new head, all trained on the target.
 
     The pretrained layers learn at ``backbone_lr_ratio * lr`` so that the new head's early,
-    noisy gradients do not wipe out what pretraining learned.
+    noisy gradients do not wipe out what pretraining learned. The ``fine-tune`` config
+    section picks the recipe (:mod:`polytask.transfer.finetune`): which layers train,
+    layer-wise rates, gradual unfreezing, LP-FT, frozen BatchNorm, a regularizer, LoRA.
     """
     target = ctx.prepare(ctx.target, ctx.fraction, source=source)
     backbone, pre_seconds = ctx.pretrained(source)
     seed_everything(ctx.seed)
     model = MultiTaskModel(backbone, [target.task])
-    lr = ctx.config.train.lr
-    groups = [
-        {"params": list(model.backbone.parameters()), "lr": lr * ctx.config.train.backbone_lr_ratio},
-        {"params": list(model.heads.parameters()), "lr": lr},
-    ]
-    out = _train_and_test(ctx, model, {ctx.target: target}, target, param_groups=groups)
+    cfg = ctx.config.fine_tune
+    old_heads = ctx.pretrained_heads(source) if cfg.regularizer == "lwf" else None
+    start = time.perf_counter()
+    result = fine_tune_model(model, target, cfg, ctx.config.train, ctx.seed, ctx.callbacks, old_heads=old_heads, augment=ctx.augment(source))
+    out = _outcome(ctx, model, target, result)
+    out.train_seconds = time.perf_counter() - start
     out.pretrain_seconds = pre_seconds
     return out
 
 
-def pretrain(ctx: RunContext) -> tuple[dict[str, torch.Tensor], float]:
+def pretrain(ctx: RunContext) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
     """Shared layers trained jointly on every task except the target (a head each).
 
     Uses all training data of those tasks and selects the epoch with the lowest mean
-    validation loss. Returns the backbone's state dict and the seconds it took.
+    validation loss. Returns the backbone's and the heads' state dicts and the seconds it took.
     """
     data = {n: ctx.prepare(n, 1.0) for n in ctx.tasks if n != ctx.target}
     seed_everything(ctx.seed)
     model = MultiTaskModel(ctx.new_backbone(ctx.input_shape), [d.task for d in data.values()])
-    result = fit(model, data, ctx.config.train, ctx.seed, select="loss", callbacks=ctx.callbacks)
-    return model.backbone.state_dict(), result.seconds
+    result = fit(model, data, ctx.config.train, ctx.seed, select="loss", callbacks=ctx.callbacks, augment=ctx.augment(None))
+    return model.backbone.state_dict(), model.heads.state_dict(), result.seconds
+
+
+from polytask.transfer import domain_adapt as _domain_adapt  # noqa: E402,F401  (registers domain-adapt)

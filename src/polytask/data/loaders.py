@@ -22,7 +22,26 @@ def load_data(spec: DataConfig) -> TaskData:
         data = load_csv(spec)
     else:
         data = load_builtin(spec.builtin, spec.target)
+    if spec.max_train is not None or spec.max_test is not None:
+        data = cap_rows(data, spec)
     return crop_images(data, spec.crop) if spec.crop else data
+
+
+def cap_rows(data: TaskData, spec: DataConfig) -> TaskData:
+    """At most ``max_train`` training and ``max_test`` test rows, in their original order.
+
+    The rows are drawn from the source's identity (file or builtin, not the target), so
+    every task reading one source keeps the same rows and they still share inputs.
+    """
+    source = str(spec.npz or spec.csv or f"builtin:{spec.builtin}")
+    fields = dict(data.__dict__)
+    for split, cap in (("train", spec.max_train), ("test", spec.max_test)):
+        n = len(fields[f"x_{split}"])
+        if cap is None or cap >= n:
+            continue
+        keep = np.sort(rng_for(0, source, f"max_{split}").choice(n, cap, replace=False))
+        fields[f"x_{split}"], fields[f"y_{split}"] = fields[f"x_{split}"][keep], fields[f"y_{split}"][keep]
+    return TaskData(**fields)
 
 
 def crop_images(data: TaskData, c: int) -> TaskData:

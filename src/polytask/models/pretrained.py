@@ -74,6 +74,20 @@ def check_name(name: str, where: str = "model.backbone", allow_module: bool = Fa
         raise ValueError(f"{where}: '{name}' must end in /seed<k>: run:<study-dir>/<task>/<strategy>/seed<k>")
 
 
+def text_encoder(name: str, cfg: ModelConfig):
+    """The tokenizer of text backbone ``name``, without building its network when possible."""
+    from polytask.models.text import HashTokenizer
+
+    prefix, sep, spec = name.partition(":")
+    if name == "gru":
+        return HashTokenizer(cfg.gru.vocab_size, cfg.text.max_length)
+    if name == "minilm":
+        return load_hf_tokenizer(minilm_path(), cfg, "backbone 'minilm'")
+    if sep and prefix == "hf":
+        return load_hf_tokenizer(spec, cfg, f"backbone '{name}'")
+    return None
+
+
 def build(name: str, input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> nn.Module:
     """A backbone with a pretrained-weights source, with or without its weights."""
     prefix, sep, spec = name.partition(":")
@@ -148,6 +162,10 @@ class _EfficientNetFeatures(nn.Module):
 @PRETRAINED.register("efficientnet-lite0")
 def _efficientnet_lite0(input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> nn.Module:
     _image_shape("efficientnet-lite0", input_shape)
+    side = cfg.imagenet.resize or min(input_shape[1:])
+    if side < 32:
+        # Five stride-2 stages: below 32 px the last feature maps are smaller than the 5x5 kernels.
+        raise ConfigError(f"backbone 'efficientnet-lite0' needs images of at least 32 px; set model.imagenet.resize >= 32 (got {side})")
     what = "backbone 'efficientnet-lite0'"
     lib = _need("efficientnet_lite_pytorch", "vision", what)
     net = lib.EfficientNet.from_name("efficientnet-lite0")
@@ -212,6 +230,12 @@ def load_hf_tokenizer(source: str, cfg: ModelConfig, what: str):
         tok = lib.AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{what}: cannot load a tokenizer from '{source}': {_hub_hint(source, e)}") from None
+    if tok.pad_token is None:
+        # Decoder tokenizers (GPT-2, Llama) have no pad token; padding with the end-of-text
+        # token is the usual choice. Those positions are masked out of the pooled mean.
+        if tok.eos_token is None:
+            raise ConfigError(f"{what}: tokenizer of '{source}' has neither a pad nor an end-of-text token to pad with")
+        tok.pad_token = tok.eos_token
     return HFTokenizer(tok, cfg.text.max_length)
 
 
@@ -306,7 +330,8 @@ def _run(spec: str, input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> n
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign files: weights_only refuses anything but tensors and plain data
-        raise ConfigError(f"backbone 'run:{spec}': {path} is not a polytask backbone file ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # torch's unpickling errors span many lines
+        raise ConfigError(f"backbone 'run:{spec}': {path} is not a polytask backbone file ({type(e).__name__}: {first})") from None
     if not isinstance(saved, dict) or saved.get("format") != SAVED_FORMAT:
         raise ConfigError(f"backbone 'run:{spec}': {path} is not a polytask backbone file")
     shape = tuple(saved["input_shape"]) if saved["input_shape"] != list(TEXT_SHAPE) else TEXT_SHAPE

@@ -112,6 +112,10 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, model: nn.Module, tokenizer: HFTokenizer, normalize: bool = False):
         super().__init__()
+        if getattr(model, "pooler", None) is not None:
+            # Mean pooling replaces the [CLS] pooler; dropping it keeps unused weights out
+            # of parameter counts, the optimizer and layer-wise learning rates.
+            model.pooler = None
         self.model = model
         self.tokenizer = tokenizer
         self.normalize = normalize

@@ -9,8 +9,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from polytask.report import plots
 
 
-def render_report(summary: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> str:
-    """HTML text of the report for a study summary."""
+def render_report(summary: dict[str, Any], rows: list[dict[str, Any]] | None = None, relate: dict[str, Any] | None = None) -> str:
+    """HTML text of the report for a study summary.
+
+    ``relate``: a ``polytask relate`` ranking (``relate.json``), shown as a heatmap next to
+    ``summary["relate"]``, its agreement with the measured results.
+    """
     from polytask import __version__
 
     env = Environment(loader=PackageLoader("polytask", "report"), autoescape=select_autoescape(["html", "j2"]))
@@ -22,4 +26,5 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]] | None = N
         }
         for task in summary["tasks"]
     ]
-    return env.get_template("template.html.j2").render(s=summary, plots=figures, version=__version__)
+    heatmap = plots.relate_heatmap(relate) if relate and relate.get("targets") else None
+    return env.get_template("template.html.j2").render(s=summary, plots=figures, version=__version__, relate=relate, relate_heatmap=heatmap)

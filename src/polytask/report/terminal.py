@@ -11,15 +11,20 @@ STYLE = {"better": "bold green", "worse": "bold red", "same": "dim", "baseline":
 
 
 def verdict_table(summary: dict[str, Any]) -> Table:
-    """Per task, fraction and strategy: mean with 95% CI, delta vs scratch, p, verdict."""
+    """Per task, fraction and strategy: mean with 95% CI, delta vs its reference, p, verdict.
+
+    The reference is scratch, except for domain adaptation (source-only).
+    """
     t = Table(title=f"study {summary['study']}: test metric over {max((c['n'] for c in summary['cells']), default=0)} seeds")
-    for col in ("task", "fraction", "strategy", "mean ± 95% CI", "Δ vs scratch", "p", "verdict"):
+    for col in ("task", "fraction", "strategy", "mean ± 95% CI", "Δ", "vs", "p", "verdict"):
         t.add_column(col, justify="left" if col in ("task", "strategy", "verdict") else "right")
     for c in summary["cells"]:
         half = f" ± {c['ci95'][1] - c['mean']:.4f}" if c["ci95"] else ""
-        delta = "" if c["delta_vs_scratch"] is None else f"{c['delta_vs_scratch']:+.4f}"
+        d = c.get("delta_vs_reference", c.get("delta_vs_scratch"))
+        delta = "" if d is None else f"{d:+.4f}"
+        ref = "" if c["verdict"] == "baseline" else c.get("reference", "scratch")
         p = "" if c["p_value"] is None else f"{c['p_value']:.3g}"
-        t.add_row(c["task"], f"{c['fraction']:g}", c["strategy"], f"{c['mean']:.4f}{half}", delta, p, f"[{STYLE[c['verdict']]}]{c['verdict']}[/]")
+        t.add_row(c["task"], f"{c['fraction']:g}", c["strategy"], f"{c['mean']:.4f}{half}", delta, ref, p, f"[{STYLE[c['verdict']]}]{c['verdict']}[/]")
     return t
 
 

@@ -22,12 +22,13 @@ from torch import nn
 
 from polytask.config import StudyConfig, load_config, validate
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
+from polytask.data.augment import build_augmenter
 from polytask.data.loaders import load_data
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone, from_user_module
-from polytask.models.multitask import FeatureBackbone
-from polytask.models.pretrained import check_name, is_pretrained, save_backbone
+from polytask.models.multitask import FeatureBackbone, MultiTaskModel
+from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
 from polytask.strategies import RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
@@ -69,6 +70,7 @@ class Study:
         self.backbone = backbone
         self._loaded: tuple[dict[str, TaskData], dict[str, Task]] | None = None
         self._encoders: dict[str, Callable] = {}
+        self._feature_cache: dict = {}
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
@@ -103,6 +105,7 @@ class Study:
         self._split_keys = input_groups(raw)
         self._check_rep_grad()
         self._loaded = raw, tasks
+        self.augmenters()  # bad augment options fail now, before any run
         return self._loaded
 
     def _check_shapes(self, raw: dict[str, TaskData]) -> None:
@@ -146,11 +149,12 @@ class Study:
         """Tokenizer of the text backbone ``source`` (default: the study's backbone), cached."""
         key = source or ""
         if key not in self._encoders:
-            net = self.new_backbone(TEXT_SHAPE, name=source)
-            tok = getattr(net, "tokenizer", None)
+            name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else None)
+            tok = text_encoder(name, self.config.model) if name else None
+            if tok is None:
+                tok = getattr(self.new_backbone(TEXT_SHAPE, name=source), "tokenizer", None)
             if not callable(tok):
-                name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else "of the study")
-                raise ConfigError(f"backbone '{name}' has no tokenizer; text tasks need gru, minilm, hf:<name> or a module with .tokenizer")
+                raise ConfigError(f"backbone '{name or 'of the study'}' has no tokenizer; text tasks need gru, minilm, hf:<name> or a module with .tokenizer")
             self._encoders[key] = tok
         return self._encoders[key]
 
@@ -182,6 +186,9 @@ class Study:
             prepare=lambda name, frac, hide=False, source=None: self.prepare(name, spec.seed, frac, hide, self._source(source)),
             new_backbone=self.new_backbone,
             pretrained=lambda source=None: self._pretrained(out, spec, callbacks, source),
+            pretrained_heads=lambda source=None: self._pretrained_heads(out, spec, callbacks, source),
+            augment=lambda source=None: self.augmenters(self._source(source)),
+            feature_cache=self._feature_cache,
             callbacks=callbacks,
         )
 
@@ -207,19 +214,55 @@ class Study:
             name = self._study_backbone()
         if name is not None:
             return self.new_backbone(shape, pretrained=True, name=name), 0.0
+        cached = self._pretrained_cache(out, spec, callbacks)
+        backbone = self.new_backbone(shape)
+        backbone.load_state_dict(cached["state"])
+        return backbone, float(cached["seconds"])
+
+    def _pretrained_cache(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:
+        """The cached in-study pretraining of (target, seed): backbone and heads' states."""
         path = self._pretrained_path(out, spec.task, spec.seed)
         fingerprint = self.config.fingerprint()
         cached = torch.load(path, weights_only=True) if path.exists() else None
-        if cached is None or cached.get("fingerprint") != fingerprint:
-            state, seconds = pretrain(self._context(out, RunSpec(spec.task, "pretrain", 1.0, spec.seed), callbacks))
-            cached = {"state": state, "seconds": seconds, "fingerprint": fingerprint}
+        if cached is None or cached.get("fingerprint") != fingerprint or "heads" not in cached:
+            state, heads, seconds = pretrain(self._context(out, RunSpec(spec.task, "pretrain", 1.0, spec.seed), callbacks))
+            cached = {"state": state, "heads": heads, "seconds": seconds, "fingerprint": fingerprint}
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             torch.save(cached, tmp)
             tmp.replace(path)
-        backbone = self.new_backbone(shape)
-        backbone.load_state_dict(cached["state"])
-        return backbone, float(cached["seconds"])
+        return cached
+
+    def _pretrained_heads(self, out: Path, spec: RunSpec, callbacks=(), source: str | None = None) -> nn.ModuleDict | None:
+        """Heads of the tasks the in-study pretrained layers learned (None for named backbones)."""
+        if source is not None or ((self.backbone is None or isinstance(self.backbone, str)) and is_pretrained(self._study_backbone())):
+            return None
+        _, tasks = self.load()
+        cached = self._pretrained_cache(out, spec, callbacks)
+        model = MultiTaskModel(self.new_backbone(self._shapes[spec.task]), [t for n, t in tasks.items() if n != spec.task])
+        model.heads.load_state_dict(cached["heads"])
+        return model.heads
+
+    def augmenters(self, source: str | None = None) -> dict[str, Any]:
+        """Each augmented task's augmenter; text ones use ``source``'s pad and mask ids."""
+        raw, _ = self.load()
+        out: dict[str, Any] = {}
+        for name, tcfg in self.config.tasks.items():
+            if not tcfg.augment:
+                continue
+            d = raw[name]
+            pad_id = mask_id = None
+            if is_text(d.x_train):
+                kind = "text"
+                tok = self.encoder(source)
+                pad_id, mask_id = getattr(tok, "pad_id", 0), getattr(tok, "mask_id", None)
+            else:
+                kind = "image" if len(self._shapes[name]) == 3 else "tabular"
+            try:
+                out[name] = build_augmenter(kind, dict(tcfg.augment), pad_id=pad_id or 0, mask_id=mask_id)
+            except ValueError as e:
+                raise ConfigError(f"tasks.{name}.augment: {e}") from None
+        return {k: v for k, v in out.items() if v is not None}
 
     def _save_backbone(self, out: Path, spec: RunSpec, backbone: nn.Module) -> None:
         """Keep a run's trained shared layers for ``run:<out>/<task>/<strategy>/seed<k>``."""
@@ -350,8 +393,14 @@ def _run_job(out: str, spec: RunSpec) -> dict[str, Any]:
 
 
 def finalize(out: str | Path) -> dict[str, Any]:
-    """Analyse the rows in a study folder and (re)write ``summary.json`` and ``report.html``."""
+    """Analyse the rows in a study folder and (re)write ``summary.json`` and ``report.html``.
+
+    With a ``relate.json`` in the folder (``polytask relate``), the summary gains
+    ``relate``: how well that ranking before training agreed with the measured results
+    (:func:`polytask.relate.relate_summary`), and the report its heatmap and table.
+    """
     from polytask.analysis import summarize
+    from polytask.relate import load_relate, relate_summary
     from polytask.report.html import render_report
 
     out = Path(out)
@@ -366,6 +415,9 @@ def finalize(out: str | Path) -> dict[str, Any]:
     fingerprint = config.fingerprint()
     rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
     summary = summarize(rows, config)
+    relate = load_relate(out)
+    if relate is not None:
+        summary["relate"] = relate_summary(relate, summary, fingerprint)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
-    write_atomic(out / "report.html", render_report(summary, rows))
+    write_atomic(out / "report.html", render_report(summary, rows, relate=relate))
     return summary

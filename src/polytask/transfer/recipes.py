@@ -2,7 +2,9 @@
 
 All helpers work on a model with a ``backbone`` and ``heads`` (like
 :class:`~polytask.models.multitask.MultiTaskModel`) and read the backbone's stages with
-:func:`~polytask.models.stagewise.stages_of`, input side first:
+:func:`backbone_layers`, input side first: the backbone's ``layer_groups()`` when it has
+them (pretrained EfficientNet blocks, transformer layers), else
+:func:`~polytask.models.stagewise.stages_of`:
 
 - :func:`select_trainable`: freeze all but the last ``k`` stages;
 - :func:`layerwise_lr_groups`: discriminative learning rates, decaying from the head down
@@ -27,7 +29,13 @@ from torch import nn
 from polytask.errors import ConfigError
 from polytask.models.stagewise import stages_of
 
-__all__ = ["GradualUnfreeze", "Phase", "freeze_batchnorm", "layerwise_lr_groups", "lp_ft_phases", "select_trainable", "trainable_names"]
+__all__ = ["GradualUnfreeze", "Phase", "backbone_layers", "freeze_batchnorm", "layerwise_lr_groups", "lp_ft_phases", "select_trainable", "trainable_names"]
+
+
+def backbone_layers(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's layers, input side first: its ``layer_groups()`` or its stages."""
+    groups = getattr(backbone, "layer_groups", None)
+    return list(groups()) if callable(groups) else stages_of(backbone)
 
 
 def _parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -54,7 +62,7 @@ def select_trainable(backbone: nn.Module, layers: str | int = "all") -> list[nn.
     Raises:
         ConfigError: when ``layers`` is neither ``"all"`` nor an integer in ``0..n_stages``.
     """
-    stages = stages_of(backbone)
+    stages = backbone_layers(backbone)
     if layers == "all":
         k = len(stages)
     elif isinstance(layers, int) and not isinstance(layers, bool):
@@ -96,7 +104,7 @@ def layerwise_lr_groups(model: nn.Module, base_lr: float, decay: float, head_lr:
     if not isinstance(decay, (int, float)) or isinstance(decay, bool) or not 0 < decay <= 1:
         raise ConfigError(f"decay must be in (0, 1]; got {decay!r}")
     backbone, heads = _parts(model)
-    stages = stages_of(backbone)
+    stages = backbone_layers(backbone)
     seen: set[int] = set()
 
     def fresh(params) -> list[nn.Parameter]:
@@ -141,7 +149,7 @@ class GradualUnfreeze:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"every must be an integer >= 1; got {every!r}")
         self.backbone, self.every = backbone, every
-        self.stages = stages_of(backbone)
+        self.stages = backbone_layers(backbone)
         self.n_trainable_ = len(select_trainable(backbone, 0))
 
     def on_epoch_end(self, epoch: int, max_epochs: int, record: dict[str, float]) -> None:
