@@ -121,7 +121,14 @@ def test_recommendation_prefers_cheaper_when_not_significant():
     s = summarize(rows, _config(["scratch", "fine-tune"]))
     (rec,) = s["recommendations"]
     assert rec["best"] == "scratch" and rec["highest_mean"] == "fine-tune"
-    assert "within noise" in rec["reason"] and "5.0x less" in rec["reason"]
+    assert "within noise" in rec["reason"] and "80% less training time (1 s against 5 s per run)" in rec["reason"]
+
+
+def test_a_slightly_cheaper_tie_is_not_recommended_over_the_best_mean():
+    # 4% faster is within timing noise: the best mean stays the recommendation.
+    rows = _rows({"scratch": [0.80, 0.83, 0.81], "mtl": [0.82, 0.82, 0.82]}, seconds={"scratch": 0.96, "mtl": 1.0})
+    (rec,) = summarize(rows, _config(["scratch", "mtl"]))["recommendations"]
+    assert rec["best"] == "mtl" and "less training time" not in rec["reason"]
 
 
 def test_recommendation_keeps_significantly_better_expensive_strategy():
