@@ -119,8 +119,11 @@ def test_augmentation_in_a_study_and_frozen_feature_extraction(tmp_path):
     cfg = tiny_config(data, seeds=1, fractions=[1.0], strategies=["scratch", "feature-extraction", "fine-tune", "mtl"], model=model)
     cfg["tasks"]["target"]["augment"] = {"shift": 1, "noise": 0.05}
     study = Study(cfg, data=data)
-    study.run(out=tmp_path, progress=False)
+    summary = study.run(out=tmp_path, progress=False)
     assert {r["status"] for r in ResultStore(tmp_path / "results.jsonl").rows()} == {"ok"}
+    # The study records the augmentation and the report shows it.
+    assert summary["augment"] == {"target": {"shift": 1, "noise": 0.05}}
+    assert "<h2>Augmentation</h2>" in (tmp_path / "report.html").read_text() and "shift: 1, noise: 0.05" in (tmp_path / "report.html").read_text()
     # Augmented feature extraction trains the head through the frozen backbone: its
     # weights and BatchNorm statistics stay those of pretraining.
     spec = RunSpec("target", "feature-extraction", 1.0, 0)

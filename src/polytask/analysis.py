@@ -155,6 +155,8 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
         "by_strategy": _by_strategy(cells, tasks, strategies),
         "delta_m": _delta_m(cells, tasks, strategies, fractions),
         "cost": _cost(latest.values(), tasks, strategies),
+        # Augmentation is part of the comparison's conditions: the same for every strategy.
+        "augment": {n: dict(t.augment) for n, t in config.tasks.items() if t.augment},
         "runs": {"ok": len(latest), "failed": len(failed), "planned": config.seeds * len(config.targets) * len(config.fractions) * len(config.strategies)},
         "failed": failed,
     }
