@@ -24,7 +24,7 @@ from polytask.config import StudyConfig
 from polytask.data.prepare import PreparedTask, Split
 from polytask.engine import evaluate, fit, seed_everything
 from polytask.models.architectures import build_multitask_model
-from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
+from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params, feature_statistics
 from polytask.models.pretrained import is_pretrained
 from polytask.registry import Registry
 from polytask.sampling import task_probabilities
@@ -221,8 +221,10 @@ def _features(backbone: nn.Module, split: Split) -> Split:
 def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome:
     """Frozen pretrained shared layers; a new head trained on features computed once.
 
-    When the target's inputs are augmented, every step sees new inputs, so the head
-    trains through the frozen backbone (kept in eval mode) instead.
+    The head reads the features standardized with the training rows' statistics
+    (:class:`~polytask.models.multitask.FeatureBackbone`). When the target's inputs are
+    augmented, every step sees new inputs, so the head trains through the frozen backbone
+    (kept in eval mode) instead, with the same standardization.
     """
     target = ctx.prepare(ctx.target, ctx.fraction, source=source)
     backbone, pre_seconds = ctx.pretrained(source)
@@ -232,9 +234,12 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
         # The engine calls model.train() each epoch; the frozen backbone must stay in eval
         # mode (no BatchNorm updates, no dropout) to be a fixed feature extractor.
         backbone.register_forward_pre_hook(_stay_in_eval)
+        mean, std = feature_statistics(_features(backbone, target.train).x)
         seed_everything(ctx.seed)
-        model = MultiTaskModel(backbone, [target.task])
+        model = MultiTaskModel(FeatureBackbone(backbone.out_features, mean, std, inner=backbone), [target.task])
         out = _train_and_test(ctx, model, {ctx.target: target}, target, param_groups=[{"params": list(model.heads.parameters())}], augment=augment)
+        out.backbone = backbone
+        out.backbone_params = count_params(backbone)
         out.pretrain_seconds = pre_seconds
         return out
     t0 = time.perf_counter()
@@ -254,7 +259,7 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
     cached = PreparedTask(target.task, *splits)
     feature_seconds = time.perf_counter() - t0
     seed_everything(ctx.seed)
-    head_model = MultiTaskModel(FeatureBackbone(backbone.out_features), [target.task])
+    head_model = MultiTaskModel(FeatureBackbone(backbone.out_features, *feature_statistics(splits[0].x)), [target.task])
     out = _train_and_test(ctx, head_model, {ctx.target: cached}, cached, augment={})
     out.train_seconds += feature_seconds
     out.backbone_params = count_params(backbone)

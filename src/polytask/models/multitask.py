@@ -30,14 +30,33 @@ class MultiTaskModel(nn.Module):
 
 
 class FeatureBackbone(nn.Module):
-    """Identity backbone over precomputed features (feature extraction on a cache)."""
+    """Backbone of feature extraction: precomputed features (identity), or a frozen ``inner``
+    module, optionally standardized with fixed statistics of the training features.
 
-    def __init__(self, out_features: int):
+    Standardizing is what a linear probe needs to train in few steps: sentence encoders
+    return unit-length vectors whose coordinates are ~0.05, so an unscaled head barely
+    moves its logits in a short budget (MAE's linear probe puts a BatchNorm without affine
+    parameters before the head for the same reason). A fixed affine map of the features
+    does not change what a linear head can represent.
+    """
+
+    def __init__(self, out_features: int, mean: torch.Tensor | None = None, std: torch.Tensor | None = None, inner: nn.Module | None = None):
         super().__init__()
         self.out_features = out_features
+        self.inner = inner
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        z = x if self.inner is None else self.inner(x)
+        return z if self.mean is None else (z - self.mean) / self.std
+
+
+def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of training features (std 1 where constant or one row)."""
+    mean = features.mean(dim=0)
+    std = features.std(dim=0) if len(features) > 1 else torch.ones_like(mean)
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
