@@ -20,16 +20,24 @@ from polytask.errors import ConfigError
 
 __all__ = ["apply_lora", "lora_targets", "merge_lora"]
 
-# Layer types peft's LoRA adapts and this module offers by default.
-ADAPTABLE = (nn.Linear, nn.Conv2d)
-
-
 def _peft():
     try:
         import peft
     except ImportError as e:
         raise ConfigError(f"LoRA needs the optional dependency peft ({e}): pip install 'polytask[lora]'") from None
     return peft
+
+
+def _adaptable(m: nn.Module) -> bool:
+    """Layers peft can wrap: exactly ``nn.Linear``, or ``nn.Conv2d`` without groups.
+
+    peft rebuilds a conv's LoRA factors with the layer's own class, so a subclass with a
+    different constructor (EfficientNet's static-padding convs) fails, and depthwise convs
+    have no low-rank form there; both are left out.
+    """
+    if type(m) is nn.Linear:
+        return True
+    return type(m) is nn.Conv2d and m.groups == 1
 
 
 def lora_targets(module: nn.Module, target_modules: list[str] | None = None) -> list[str]:
@@ -45,10 +53,10 @@ def lora_targets(module: nn.Module, target_modules: list[str] | None = None) -> 
         ConfigError: when a given name matches nothing or matches a layer LoRA cannot
             adapt (the message lists the adaptable layers), or nothing is adaptable.
     """
-    layers = {name: m for name, m in module.named_modules() if name and isinstance(m, ADAPTABLE)}
+    layers = {name: m for name, m in module.named_modules() if name and _adaptable(m)}
     if target_modules is None:
         if not layers:
-            raise ConfigError(f"{type(module).__name__} has no nn.Linear or nn.Conv2d layer for LoRA to adapt")
+            raise ConfigError(f"{type(module).__name__} has no plain nn.Linear or nn.Conv2d layer (groups=1) for LoRA to adapt")
         return list(layers)
     if isinstance(target_modules, str) or not target_modules:
         raise ConfigError(f"target_modules must be a non-empty list of module names; got {target_modules!r}")
@@ -60,7 +68,8 @@ def lora_targets(module: nn.Module, target_modules: list[str] | None = None) -> 
             raise ConfigError(f"LoRA target '{target}' matches no module (adaptable: {', '.join(layers) or 'none'})")
         unsupported = [n for n in matched if n not in layers]
         if unsupported:
-            raise ConfigError(f"LoRA target '{target}' matches {unsupported}, which are not nn.Linear or nn.Conv2d (adaptable: {', '.join(layers) or 'none'})")
+            adaptable = ", ".join(layers) or "none"
+            raise ConfigError(f"LoRA target '{target}' matches {unsupported}, which are not nn.Linear or nn.Conv2d (adaptable: {adaptable})")
         chosen += [n for n in matched if n not in chosen]
     return chosen
 
