@@ -37,6 +37,7 @@ test: $(BIN)/polytask data
 bench: $(BIN)/polytask
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/mtl_step.py
+	$(BIN)/python benchmarks/feature_cache.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -25,7 +25,10 @@ from polytask.taskgrads import assign_gradient, task_gradients
 from polytask.tasks import higher_is_better
 from polytask.weighting.base import Weighting
 
-EVAL_BATCH = 4096
+# Rows per forward pass when evaluating or caching features. Large batches do not pay on
+# CPU: EfficientNet-Lite0 at 64 px computes 600 rows 2.9x faster in batches of 128 than in
+# one batch (activations fall out of cache), and attention memory grows with the batch.
+EVAL_BATCH = 128
 
 
 @dataclass

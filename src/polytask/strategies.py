@@ -22,7 +22,7 @@ from torch import nn
 
 from polytask.config import StudyConfig
 from polytask.data.prepare import PreparedTask, Split
-from polytask.engine import evaluate, fit, seed_everything
+from polytask.engine import EVAL_BATCH, evaluate, fit, seed_everything
 from polytask.models.architectures import build_multitask_model
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params, feature_statistics
 from polytask.models.pretrained import is_pretrained
@@ -214,7 +214,7 @@ def _stay_in_eval(module: nn.Module, inputs) -> None:
 
 @torch.no_grad()
 def _features(backbone: nn.Module, split: Split) -> Split:
-    return Split(torch.cat([backbone(x) for x in split.x.split(4096)]), split.y)
+    return Split(torch.cat([backbone(x) for x in split.x.split(EVAL_BATCH)]), split.y)
 
 
 @register_strategy("feature-extraction", uses_pretrained=True, argument="source")
