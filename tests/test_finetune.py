@@ -94,7 +94,7 @@ def test_regularizer_changes_the_result_and_recipe_errors(tiny_family, tmp_path)
         study = Study(cfg, data=tiny_family)
         outcome = get_strategy("fine-tune")(study._context(out, spec))
         start, _ = study._pretrained(out, spec)
-        return sum(float((a - b).pow(2).sum()) for a, b in zip(outcome.backbone.parameters(), start.parameters()))
+        return sum(float((a - b).detach().pow(2).sum()) for a, b in zip(outcome.backbone.parameters(), start.parameters()))
 
     strong = {**base, "fine-tune": {"regularizer": "l2-sp", "l2-sp": {"alpha": 50.0}}}
     assert drift(strong, tmp_path / "b") < 0.5 * drift(base, tmp_path / "a")
