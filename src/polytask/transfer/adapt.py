@@ -18,6 +18,7 @@ take them as ``y_s``; the others ignore it.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -198,7 +199,7 @@ def classifier_discrepancy(logits_1: Tensor, logits_2: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- base class
 
 
-class Adapter(nn.Module):
+class Adapter(nn.Module, abc.ABC):
     """Base class of domain adaptation methods.
 
     Subclasses take their hyperparameters as keyword arguments with the paper's defaults,
@@ -245,8 +246,9 @@ class Adapter(nn.Module):
                 raise ValueError(f"{self.name}: {field} logits must have shape [{f.shape[0]}, {self.n_classes}], got {tuple(logits.shape)}")
         return self._loss(f_s, f_t, logits_s, logits_t, progress, y_s)
 
+    @abc.abstractmethod
     def _loss(self, f_s: Tensor, f_t: Tensor, logits_s: Tensor, logits_t: Tensor, progress: float, y_s: Tensor | None) -> Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must implement _loss")
+        """The method's loss on validated inputs (see :meth:`loss`)."""
 
     def extra_repr(self) -> str:
         return f"feature_dim={self.feature_dim}, n_classes={self.n_classes}, trade_off={self.trade_off}"
