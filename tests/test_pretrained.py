@@ -419,3 +419,18 @@ def test_unknown_fine_tune_source_lists_the_choices():
     msg = _one_line(err)
     assert "fine-tune:nope" in msg
     assert all(choice in msg for choice in ("efficientnet-lite0", "minilm", "enet"))
+
+
+def test_hf_hub_name_without_network_fails_at_once_without_offline_mode(monkeypatch):
+    # No HF_HUB_OFFLINE: the name is not a folder, not cached, and the hub's host does not
+    # answer, so polytask refuses before huggingface_hub starts its retries.
+    from polytask.models import pretrained
+
+    calls = []
+    monkeypatch.setattr(pretrained, "_hub_reachable", lambda timeout=3.0: calls.append(timeout) or False)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        create_backbone("hf:polytask-test/not-cached", TEXT_SHAPE, ModelConfig(), pretrained=True)
+    assert time.perf_counter() - t0 < 10 and calls
+    msg = _one_line(err)
+    assert "not-cached" in msg and "hub is unreachable (no network?)" in msg and "local path" in msg

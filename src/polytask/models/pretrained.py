@@ -226,10 +226,7 @@ def load_hf_tokenizer(source: str, cfg: ModelConfig, what: str):
     from polytask.models.text import HFTokenizer
 
     lib = _transformers(what)
-    try:
-        tok = lib.AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{what}: cannot load a tokenizer from '{source}': {_hub_hint(source, e)}") from None
+    tok = _hf_load(lib.AutoTokenizer.from_pretrained, source, what, "a tokenizer")
     if tok.pad_token is None:
         # Decoder tokenizers (GPT-2, Llama) have no pad token; padding with the end-of-text
         # token is the usual choice. Those positions are masked out of the pooled mean.
@@ -252,14 +249,51 @@ def load_hf_encoder(source: str, cfg: ModelConfig, pretrained: bool, what: str, 
 
     lib = _transformers(what)
     tokenizer = load_hf_tokenizer(source, cfg, what)
-    try:
-        if pretrained:
-            model = lib.AutoModel.from_pretrained(source)
-        else:
-            model = lib.AutoModel.from_config(lib.AutoConfig.from_pretrained(source))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{what}: cannot load a model from '{source}': {_hub_hint(source, e)}") from None
+    if pretrained:
+        model = _hf_load(lib.AutoModel.from_pretrained, source, what, "a model")
+    else:
+        model = lib.AutoModel.from_config(_hf_load(lib.AutoConfig.from_pretrained, source, what, "a model config"))
     return TransformerEncoder(model, tokenizer, normalize=normalize)
+
+
+def _hf_load(load, source: str, what: str, thing: str):
+    """``load(source)`` from a local folder, the Hugging Face cache, or the hub.
+
+    Without a network, huggingface_hub retries a hub name for most of a minute before
+    failing; a name that is neither a folder nor cached fails at once when the hub's host
+    cannot be reached.
+    """
+    try:
+        if Path(source).exists():
+            return load(source)
+        try:
+            return load(source, local_files_only=True)
+        except (OSError, ValueError):
+            pass  # not in the local cache: the hub is the only place left
+        if not _hub_reachable():
+            where = "neither a local folder nor in the Hugging Face cache"
+            raise ConfigError(f"{what}: '{source}' is {where}, and the hub is unreachable (no network?); give a local path")
+        return load(source)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{what}: cannot load {thing} from '{source}': {_hub_hint(source, e)}") from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        url = urlparse(constants.ENDPOINT)
+    except ImportError:
+        url = urlparse("https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def minilm_path() -> str:
