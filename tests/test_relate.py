@@ -82,6 +82,7 @@ def test_relate_json_structure_and_ranks(tmp_path):
     logme = [c["scores"]["logme"] for c in entry["candidates"]]
     assert logme == sorted(logme, reverse=True)
     for c in entry["candidates"]:
+        # Two other tasks: in-study pretraining mixes them, so neither matches plain fine-tune.
         assert c["kind"] == "task" and c["backbone"] == "mlp" and c["strategies"] == {}
         assert set(c["scores"]) == set(score_names()) and all(v is not None and math.isfinite(v) for v in c["scores"].values())
         assert c["source"]["epochs"] <= 3 and c["source"]["metric"] == "accuracy_score"
@@ -272,3 +273,10 @@ def test_real_pretrained_backbone_as_candidate(tmp_path):
     assert eff["kind"] == "pretrained" and eff["strategies"] == {"fine-tune": "fine-tune:efficientnet-lite0"}
     assert math.isfinite(eff["scores"]["logme"]) and eff["scores"]["leep"] is None and eff["scores"]["nce"] is None
     assert by_name["source"]["scores"]["leep"] is not None
+
+
+def test_the_one_other_task_matches_in_study_fine_tuning(tmp_path):
+    fam = {k: v for k, v in twin_family().items() if k in ("target", "twin")}
+    result = rank_sources(Study(config(fam, strategies=["scratch", "fine-tune", "feature-extraction"]), data=fam), tmp_path, epochs=2, max_samples=60)
+    (cand,) = result["targets"]["target"]["candidates"]
+    assert cand["name"] == "twin" and cand["strategies"] == {"fine-tune": "fine-tune", "feature-extraction": "feature-extraction"}

@@ -54,9 +54,10 @@ rank 1 is the best; a candidate without that score gets no rank).
 
 Agreement (:func:`agreement`): for each target and fraction of a finished study, Kendall's
 tau-b between the candidates' primary scores and the measured mean test metric of the
-strategies that start from them (pretrained ``s`` is compared with ``fine-tune:s``; the
-study's own pretraining mixes every other task, so no single task candidate matches it and
-task candidates are skipped). Measured means are signed by the metric's direction
+strategies that start from them (pretrained ``s`` is compared with ``fine-tune:s``). The
+study's own pretraining mixes every other task, so a task candidate matches plain
+``fine-tune`` / ``feature-extraction`` only when it is the target's one other task; else
+task candidates are skipped. Measured means are signed by the metric's direction
 (:func:`polytask.tasks.higher_is_better`) so that tau = 1 always means "the ranking was
 right". With fewer than 2 matched candidates tau is NaN (``null`` in JSON); ``n`` says how
 many were matched.
@@ -310,6 +311,10 @@ def rank_sources(
         data = study.prepare(target, seed, fraction)
         split = _subsample(_labelled(task, data.train), max_samples, seed)
         shape = _input_shape(study, target, data)
+        others = [n for n in cfg.tasks if n != target]
+        # In-study pretraining uses every task but the target: with one other task, plain
+        # fine-tune / feature-extraction start from exactly that task's layers.
+        in_study = {b: b for b in ("fine-tune", "feature-extraction") if b in cfg.strategies and cfg.transfer_source(b) is None} if len(others) == 1 else {}
         for name in cfg.tasks:
             if name == target:
                 continue
@@ -326,7 +331,7 @@ def rank_sources(
                     "name": name,
                     "kind": "task",
                     "backbone": own_backbone,
-                    "strategies": {},
+                    "strategies": dict(in_study),
                     "scores": _scores(task, split.y, feats, _source_probs(tasks[name], logits)),
                     "seconds": time.perf_counter() - t0,
                     "source": info,
