@@ -32,6 +32,17 @@ class Registry(dict, Generic[T]):
 
         return wrap
 
+    def register_class(self, name: str) -> Callable[[type], type]:
+        """Class decorator: register the class as ``name`` and set its ``name`` attribute,
+        so instances know what they are called (messages, logs)."""
+        add = self.register(name)
+
+        def wrap(cls: type) -> type:
+            cls.name = name
+            return add(cls)
+
+        return wrap
+
     def get_item(self, name: str) -> T:
         """The item registered as ``name``."""
         if name not in self:

@@ -150,13 +150,17 @@ def _image_shape(name: str, input_shape: tuple) -> None:
         raise ConfigError(f"backbone '{name}' needs images with 1 or 3 channels; got samples of shape {input_shape}")
 
 
-class _EfficientNetFeatures(nn.Module):
-    def __init__(self, net: nn.Module):
+class _FeatureMap(nn.Module):
+    """``net``'s feature map through its own method ``method`` (``extract_features`` of
+    EfficientNet, ``forward_features`` of timm), as a module ``ImageNetBackbone`` can call."""
+
+    def __init__(self, net: nn.Module, method: str):
         super().__init__()
         self.net = net
+        self.method = method
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
+        return getattr(self.net, self.method)(x)
 
 
 @PRETRAINED.register("efficientnet-lite0")
@@ -178,7 +182,7 @@ def _efficientnet_lite0(input_shape: tuple, cfg: ModelConfig, pretrained: bool) 
     stem = nn.ModuleList([net._conv_stem, net._bn0])
     head = nn.ModuleList([net._conv_head, net._bn1])
     # EfficientNet-Lite's preprocessing is (x * 255 - 127) / 128 on [0, 1] images.
-    return ImageNetBackbone(_EfficientNetFeatures(net), 1280, [127 / 255] * 3, [128 / 255] * 3, cfg.imagenet.resize, [stem, *net._blocks, head])
+    return ImageNetBackbone(_FeatureMap(net, "extract_features"), 1280, [127 / 255] * 3, [128 / 255] * 3, cfg.imagenet.resize, [stem, *net._blocks, head])
 
 
 def _timm(spec: str, input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> nn.Module:
@@ -193,16 +197,7 @@ def _timm(spec: str, input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> 
         raise ConfigError(f"backbone 'timm:{spec}': could not create it ({type(e).__name__}: {e})") from None
     data_cfg = getattr(net, "pretrained_cfg", {}) or {}
     mean, std = data_cfg.get("mean", (0.485, 0.456, 0.406)), data_cfg.get("std", (0.229, 0.224, 0.225))
-    return ImageNetBackbone(_TimmFeatures(net), int(net.num_features), mean, std, cfg.imagenet.resize, [net])
-
-
-class _TimmFeatures(nn.Module):
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_features(x)
+    return ImageNetBackbone(_FeatureMap(net, "forward_features"), int(net.num_features), mean, std, cfg.imagenet.resize, [net])
 
 
 # ---- text ---------------------------------------------------------------------------
@@ -266,16 +261,23 @@ def _hf_load(load, source: str, what: str, thing: str):
     try:
         if Path(source).exists():
             return load(source)
-        try:
-            return load(source, local_files_only=True)
-        except (OSError, ValueError):
-            pass  # not in the local cache: the hub is the only place left
+        cached = _from_cache(load, source)
+        if cached is not None:
+            return cached
         if not _hub_reachable():
             where = "neither a local folder nor in the Hugging Face cache"
             raise ConfigError(f"{what}: '{source}' is {where}, and the hub is unreachable (no network?); give a local path")
         return load(source)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{what}: cannot load {thing} from '{source}': {_hub_hint(source, e)}") from None
+
+
+def _from_cache(load, source: str):
+    """``load(source)`` from the Hugging Face cache alone, or None when it is not there."""
+    try:
+        return load(source, local_files_only=True)
+    except (OSError, ValueError):
+        return None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

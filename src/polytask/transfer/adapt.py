@@ -36,13 +36,7 @@ _MAX_MODIFIED_LOG_LOSS = -math.log(1e-6)
 
 def register_adapter(name: str):
     """Class decorator registering an :class:`Adapter` subclass as ``name``."""
-    add = ADAPTERS.register(name)
-
-    def wrap(cls: type) -> type:
-        cls.name = name
-        return add(cls)
-
-    return wrap
+    return ADAPTERS.register_class(name)
 
 
 def create_adapter(name: str, feature_dim: int, n_classes: int, **hparams: Any) -> Adapter:

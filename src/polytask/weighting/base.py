@@ -27,13 +27,7 @@ WEIGHTINGS: Registry[type] = Registry("weighting method")
 
 def register_weighting(name: str):
     """Class decorator registering a :class:`Weighting` subclass as ``name``."""
-    add = WEIGHTINGS.register(name)
-
-    def wrap(cls: type) -> type:
-        cls.name = name
-        return add(cls)
-
-    return wrap
+    return WEIGHTINGS.register_class(name)
 
 
 class Weighting:
