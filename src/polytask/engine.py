@@ -251,16 +251,10 @@ def fit(
     start = time.perf_counter()
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
-    groups = list(param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}])
-    if penalty is not None:
-        if hasattr(penalty, "attach"):
-            penalty.attach(model)
-        own = list(penalty.trainable_parameters()) if hasattr(penalty, "trainable_parameters") else []
-        if own:
-            groups.append({"params": own})
-    opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
     names = list(data)
     augment = {n: a for n, a in (augment or {}).items() if a is not None and n in data}
+    if penalty is not None and weighting is not None:
+        raise ValueError("a penalty adds to one objective; it does not combine with a multi-task weighting method")
     if weighting is not None and weighting.representation_only and not rep_grad:
         raise ValueError(f"'{weighting.name}' balances gradients of the shared representation: pass rep_grad=True")
     sizes = {n: len(data[n].train) for n in names}
@@ -274,9 +268,16 @@ def fit(
         streams = dict.fromkeys(names, _batches(len(shared_x), train.batch_size, gen))
     else:
         streams = {n: _batches(sizes[n], rows[n], gen) for n in names}
-    if penalty is not None and weighting is not None:
-        raise ValueError("a penalty adds to one objective; it does not combine with a multi-task weighting method")
     steps = max(train.min_steps_per_epoch, *(math.ceil(sizes[n] / rows[n]) for n in names))
+    # Every refusal is above: the penalty's hooks go on the model only for a run that trains.
+    groups = list(param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}])
+    if penalty is not None:
+        if hasattr(penalty, "attach"):
+            penalty.attach(model)
+        own = list(penalty.trainable_parameters()) if hasattr(penalty, "trainable_parameters") else []
+        if own:
+            groups.append({"params": own})
+    opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
     score_of = (lambda metrics, losses: select(model)) if callable(select) else _criterion(select, data)
     shared = [] if rep_grad else _shared_params(model, weighting)
     others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
