@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from torch import nn
 
 from polytask.config import StudyConfig
 from polytask.data.prepare import PreparedTask, Split
+from polytask.digest import state_digest, tensor_digest
 from polytask.engine import EVAL_BATCH, evaluate, fit, seed_everything
 from polytask.models.architectures import build_multitask_model
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params, feature_statistics
@@ -67,7 +69,7 @@ class RunContext:
     pretrained: Callable[..., tuple[nn.Module, float]]
     pretrained_heads: Callable[..., nn.ModuleDict | None] = lambda source=None: None
     augment: Callable[..., dict[str, Any]] = lambda source=None: {}
-    feature_cache: dict = field(default_factory=dict)
+    feature_cache: FeatureCache = field(default_factory=lambda: FeatureCache())
     callbacks: Sequence[Any] = ()
 
 
@@ -213,8 +215,37 @@ def _stay_in_eval(module: nn.Module, inputs) -> None:
 
 
 @torch.no_grad()
-def _features(backbone: nn.Module, split: Split) -> Split:
-    return Split(torch.cat([backbone(x) for x in split.x.split(EVAL_BATCH)]), split.y)
+def _features(backbone: nn.Module, split: Split) -> torch.Tensor:
+    return torch.cat([backbone(x) for x in split.x.split(EVAL_BATCH)])
+
+
+class FeatureCache:
+    """Features of frozen layers, shared by the runs of one process, at most ``max_bytes``.
+
+    Keys must name everything the features depend on (content digests of the layers and
+    of the inputs). Each entry keeps the seconds its computation took, so that a run that
+    finds its features here is charged what computing them costs. The least recently used
+    entries are dropped first.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Any, tuple[torch.Tensor, float]] = OrderedDict()
+
+    def get(self, key: Any, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
+        """The cached ``(features, seconds)`` under ``key``, computing them on a miss."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        start = time.perf_counter()
+        features = compute()
+        entry = self._entries[key] = (features, time.perf_counter() - start)
+        while len(self._entries) > 1 and sum(f.nbytes for f, _ in self._entries.values()) > self.max_bytes:
+            self._entries.popitem(last=False)
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @register_strategy("feature-extraction", uses_pretrained=True, argument="source")
@@ -234,7 +265,7 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
         # The engine calls model.train() each epoch; the frozen backbone must stay in eval
         # mode (no BatchNorm updates, no dropout) to be a fixed feature extractor.
         backbone.register_forward_pre_hook(_stay_in_eval)
-        mean, std = feature_statistics(_features(backbone, target.train).x)
+        mean, std = feature_statistics(_features(backbone, target.train))
         seed_everything(ctx.seed)
         model = MultiTaskModel(FeatureBackbone(backbone.out_features, mean, std, inner=backbone), [target.task])
         out = _train_and_test(ctx, model, {ctx.target: target}, target, param_groups=[{"params": list(model.heads.parameters())}], augment=augment)
@@ -242,22 +273,18 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
         out.backbone_params = count_params(backbone)
         out.pretrain_seconds = pre_seconds
         return out
-    t0 = time.perf_counter()
-    # A named backbone is the same in every run: its test features are computed once per
-    # study process, validation features once per seed (the carve is the seed's).
-    named = source or ctx.config.transfer_source("feature-extraction")
-    owner = named or f"study-seed{ctx.seed}"
-    keys = (None, (owner, ctx.target, "val", ctx.seed), (owner, ctx.target, "test", "" if named else ctx.seed))
-    splits = []
-    for key, split in zip(keys, (target.train, target.val, target.test)):
-        if key is None:
-            splits.append(_features(backbone, split))
-        else:
-            if key not in ctx.feature_cache:
-                ctx.feature_cache[key] = _features(backbone, split)
-            splits.append(ctx.feature_cache[key])
+    # Features are computed once per (frozen layers, inputs) and cached across the runs of
+    # a process, keyed by the content of both: the inputs' scaling follows each run's
+    # training rows, so a key such as (target, seed) would hand one run another's features.
+    # A run is charged the time its features took to compute, cached or not, so its cost
+    # does not depend on which runs came before it.
+    layers = state_digest(backbone)
+    splits, feature_seconds = [], 0.0
+    for split in (target.train, target.val, target.test):
+        features, seconds = ctx.feature_cache.get((layers, tensor_digest(split.x)), lambda s=split: _features(backbone, s))
+        splits.append(Split(features, split.y))
+        feature_seconds += seconds
     cached = PreparedTask(target.task, *splits)
-    feature_seconds = time.perf_counter() - t0
     seed_everything(ctx.seed)
     head_model = MultiTaskModel(FeatureBackbone(backbone.out_features, *feature_statistics(splits[0].x)), [target.task])
     out = _train_and_test(ctx, head_model, {ctx.target: cached}, cached, augment={})

@@ -29,7 +29,7 @@ from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
-from polytask.strategies import RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining
+from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
 from polytask.study.store import ResultStore, write_atomic
@@ -70,7 +70,7 @@ class Study:
         self.backbone = backbone
         self._loaded: tuple[dict[str, TaskData], dict[str, Task]] | None = None
         self._encoders: dict[str, Callable] = {}
-        self._feature_cache: dict = {}
+        self._feature_cache = FeatureCache()
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
