@@ -1,4 +1,4 @@
-"""Config: every shipped example loads, paths resolve, fingerprints, registries."""
+"""Config: every shipped example loads, paths resolve, registries."""
 
 from __future__ import annotations
 
@@ -33,13 +33,6 @@ def test_paths_are_relative_to_the_config_file(tmp_path):
     cfg_file.write_text("tasks:\n  a: {data: {npz: data/a.npz}}\nstrategies: [scratch]\n")
     cfg = load_config(cfg_file)
     assert cfg.tasks["a"].data.npz == tmp_path.resolve() / "sub" / "data" / "a.npz"
-
-
-def test_fingerprint_ignores_grid_extent_but_not_training_rules():
-    base = {"tasks": {"a": {"data": {"builtin": "digits"}}}, "strategies": ["scratch"]}
-    a = validate(base)
-    assert a.fingerprint() == validate({**base, "seeds": 7, "fractions": [0.1, 1.0]}).fingerprint()
-    assert a.fingerprint() != validate({**base, "train": {"lr": 0.1}}).fingerprint()
 
 
 def test_defaults_and_fraction_normalisation():

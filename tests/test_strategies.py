@@ -57,7 +57,7 @@ def test_pretrained_layers_are_trained_once_per_seed_and_reused(study, monkeypat
     assert calls == [0]
     assert (out / "pretrained" / "target" / "seed0.pt").exists()
     cached = torch.load(out / "pretrained" / "target" / "seed0.pt", weights_only=True)
-    assert cached["fingerprint"] == s.config.fingerprint()
+    assert cached["fingerprint"] == s.fingerprint
 
 
 def test_feature_extraction_starts_from_the_pretrained_weights(study):

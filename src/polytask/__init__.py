@@ -6,11 +6,10 @@ Quick use::
     summary = Study.from_yaml("examples/mnist-to-digits.yaml").run(out="runs/demo")
 """
 
+from polytask._version import __version__
 from polytask.config import StudyConfig, load_config
 from polytask.data import TaskData
 from polytask.errors import ConfigError
 from polytask.study import Study
-
-__version__ = "0.1.0"
 
 __all__ = ["ConfigError", "Study", "StudyConfig", "TaskData", "__version__", "load_config"]

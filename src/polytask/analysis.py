@@ -160,9 +160,24 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
         "cost": _cost(latest.values(), tasks, strategies),
         # Augmentation is part of the comparison's conditions: the same for every strategy.
         "augment": {n: dict(t.augment) for n, t in config.tasks.items() if t.augment},
+        "warnings": _version_warnings(latest.values()),
         "runs": {"ok": len(latest), "failed": len(failed), "planned": config.seeds * len(config.targets) * len(config.fractions) * len(config.strategies)},
         "failed": failed,
     }
+
+
+def _version_warnings(rows) -> list[str]:
+    """One line per library whose version differs between the rows analysed."""
+    seen: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        for lib, version in (r.get("versions") or {}).items():
+            seen[lib][version] += 1
+    return [
+        f"runs were made with different {lib} versions ({', '.join(f'{v}: {n} run(s)' for v, n in sorted(counts.items()))}); "
+        "their numbers may differ for that reason alone"
+        for lib, counts in seen.items()
+        if len(counts) > 1
+    ]
 
 
 # A tied strategy must train in under this share of the best one's time to be recommended instead.

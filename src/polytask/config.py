@@ -7,8 +7,6 @@ instead of being silently ignored. Paths are resolved relative to the config fil
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -582,16 +580,6 @@ class StudyConfig(_Frozen):
     def targets(self) -> list[str]:
         """Names of the tasks that are reported."""
         return [n for n, t in self.tasks.items() if t.role == "target"]
-
-    def fingerprint(self) -> str:
-        """Hash of everything that changes a run's numbers (not the grid's extent).
-
-        Adding seeds, fractions or strategies keeps earlier results valid; changing
-        data, model or training rules does not.
-        """
-        extra = [k for k in ("sources", "fine_tune", "domain_adapt") if getattr(self, k) != type(self).model_fields[k].default]
-        keep = self.model_dump(mode="json", include={"tasks", "model", "train", "mtl", *extra})
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved(self, base: Path) -> StudyConfig:
         """Return a copy with every data path made absolute against ``base``."""

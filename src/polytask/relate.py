@@ -211,7 +211,7 @@ def _source_model(study: Study, name: str, out: Path, epochs: int, source_sample
     shape = _input_shape(study, name, data)
     torch.manual_seed(seed)
     model = MultiTaskModel(study.new_backbone(shape), [data.task])
-    key = {"fingerprint": cfg.fingerprint(), "epochs": epochs, "source_samples": source_samples, "seed": seed}
+    key = {"fingerprint": study.fingerprint, "epochs": epochs, "source_samples": source_samples, "seed": seed}
     path = out / "relate" / "sources" / f"{name}.pt"
     cached = torch.load(path, weights_only=True) if path.exists() else None
     if cached is not None and cached.get("key") == key:
@@ -276,7 +276,7 @@ def rank_sources(
     own_backbone = study.backbone if isinstance(study.backbone, str) else cfg.model.backbone if study.backbone is None else "the study's module"
     result: dict[str, Any] = {
         "study": cfg.name,
-        "fingerprint": cfg.fingerprint(),
+        "fingerprint": study.fingerprint,
         "score": score,
         "scores": score_names(),
         "fraction": fraction,

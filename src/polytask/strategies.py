@@ -143,6 +143,11 @@ def get_strategy(name: str) -> StrategyFn:
     return functools.partial(fn, **{ARGUMENTS[base]: value}) if value else fn
 
 
+def uses_transfer_source(strategy: str) -> bool:
+    """Whether ``strategy`` starts from pretrained layers (in-study or ``:<source>``)."""
+    return strategy.partition(":")[0] in PRETRAINED
+
+
 def uses_study_pretraining(strategy: str, config: StudyConfig) -> bool:
     """Whether ``strategy`` starts from shared layers pretrained inside the study."""
     return strategy.partition(":")[0] in PRETRAINED and config.transfer_source(strategy) is None

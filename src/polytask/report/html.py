@@ -6,6 +6,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from polytask._version import __version__
 from polytask.report import plots
 
 
@@ -15,8 +16,6 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]] | None = N
     ``relate``: a ``polytask relate`` ranking (``relate.json``), shown as a heatmap next to
     ``summary["relate"]``, its agreement with the measured results.
     """
-    from polytask import __version__
-
     env = Environment(loader=PackageLoader("polytask", "report"), autoescape=select_autoescape(["html", "j2"]))
     figures = [
         {

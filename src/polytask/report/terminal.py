@@ -34,5 +34,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     console.print(verdict_table(summary))
     for r in summary["recommendations"]:
         console.print(f"[bold]{r['task']} @ {r['fraction']:g}[/]: use [bold]{r['best']}[/] — {r['reason']}")
+    for w in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}")
     if summary["failed"]:
         console.print(f"[red]{len(summary['failed'])} run(s) failed[/]; see results.jsonl")

@@ -20,7 +20,7 @@ import torch
 import yaml
 from torch import nn
 
-from polytask.config import StudyConfig, load_config, validate
+from polytask.config import DataConfig, StudyConfig, load_config, validate
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.augment import build_augmenter
 from polytask.data.loaders import load_data
@@ -29,13 +29,17 @@ from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
-from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining
+from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining, uses_transfer_source
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
+from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.store import ResultStore, write_atomic
 from polytask.tasks import Task, infer_task
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
+
+# The study folder's record of what its results depend on (fingerprint and its parts).
+STUDY_FILE = "study.json"
 
 # The study a worker process executes; set before the pool forks so children inherit it
 # without pickling (user backbones are often lambdas or local classes).
@@ -106,7 +110,31 @@ class Study:
         self._check_rep_grad()
         self._loaded = raw, tasks
         self.augmenters()  # bad augment options fail now, before any run
+        self._fingerprint, self._fingerprint_parts = self._content_fingerprint(raw, tasks)
         return self._loaded
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of what the study's numbers depend on (:mod:`polytask.study.fingerprint`)."""
+        self.load()
+        return self._fingerprint
+
+    def _content_fingerprint(self, raw: dict[str, TaskData], tasks: dict[str, Task]) -> tuple[str, dict[str, Any]]:
+        """Hash the data, the user's module and named pretrained weights, by content."""
+        cfg = self.config
+        shape = self._shapes[cfg.targets[0]]
+        unlabeled = {n: data_digest(load_data(t.unlabeled)) for n, t in cfg.tasks.items() if isinstance(t.unlabeled, DataConfig)}
+        backbone = None
+        if self.backbone is not None and not isinstance(self.backbone, str):
+            backbone = module_digest(self.new_backbone(shape))
+        elif is_pretrained(self._study_backbone()):
+            backbone = pretrained_digest(self.new_backbone(shape, pretrained=True))
+        sources = {}
+        for s in cfg.strategies:
+            arg = s.partition(":")[2]
+            if arg and uses_transfer_source(s) and arg not in sources:
+                sources[arg] = pretrained_digest(self.new_backbone(shape, pretrained=True, name=self._source(arg)))
+        return study_fingerprint(cfg, raw, tasks, unlabeled=unlabeled, backbone=backbone, sources=sources)
 
     def _check_shapes(self, raw: dict[str, TaskData]) -> None:
         """Every task must fit the backbone; shared backbones need one input shape."""
@@ -222,7 +250,7 @@ class Study:
     def _pretrained_cache(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:
         """The cached in-study pretraining of (target, seed): backbone and heads' states."""
         path = self._pretrained_path(out, spec.task, spec.seed)
-        fingerprint = self.config.fingerprint()
+        fingerprint = self.fingerprint
         cached = torch.load(path, weights_only=True) if path.exists() else None
         if cached is None or cached.get("fingerprint") != fingerprint or "heads" not in cached:
             state, heads, seconds = pretrain(self._context(out, RunSpec(spec.task, "pretrain", 1.0, spec.seed), callbacks))
@@ -287,7 +315,8 @@ class Study:
             "fraction": spec.fraction,
             "seed": spec.seed,
             "metric": tasks[spec.task].metric,
-            "fingerprint": self.config.fingerprint(),
+            "fingerprint": self.fingerprint,
+            "versions": versions(),
         }
         try:
             outcome: RunOutcome = get_strategy(spec.strategy)(self._context(out, spec, callbacks))
@@ -318,8 +347,9 @@ class Study:
         self.load()
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        fingerprint = self.fingerprint
+        write_atomic(out / STUDY_FILE, json.dumps({"fingerprint": fingerprint, "parts": self._fingerprint_parts, "versions": versions()}, indent=2))
         store = ResultStore(out / "results.jsonl")
-        fingerprint = self.config.fingerprint()
         done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == fingerprint}
         pending = [s for s in plan_runs(self.config) if s.run_id not in done]
         with StudyProgress(total=len(pending), enabled=progress) as bar:
@@ -392,6 +422,15 @@ def _run_job(out: str, spec: RunSpec) -> dict[str, Any]:
     return _ACTIVE.execute(Path(out), spec)
 
 
+def study_file_fingerprint(out: Path) -> str:
+    """The fingerprint a study folder was last run with (from ``study.json``)."""
+    path = Path(out) / STUDY_FILE
+    try:
+        return json.loads(path.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"'{out}' has no readable {STUDY_FILE}; expected the file 'polytask compare' writes there (rerun compare to recreate it)") from None
+
+
 def finalize(out: str | Path) -> dict[str, Any]:
     """Analyse the rows in a study folder and (re)write ``summary.json`` and ``report.html``.
 
@@ -412,7 +451,7 @@ def finalize(out: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"{cfg_path}: not valid YAML ({getattr(e, 'problem', e)}); expected the config polytask wrote there") from None
     config = validate(raw, source=str(cfg_path))
-    fingerprint = config.fingerprint()
+    fingerprint = study_file_fingerprint(out)
     rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
     summary = summarize(rows, config)
     relate = load_relate(out)
