@@ -6,12 +6,16 @@ nothing finished and a rerun on the same folder resumes where it stopped.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import multiprocessing as mp
+import queue
+import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +34,16 @@ from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
 from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining, uses_transfer_source
+from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
-from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.store import ResultStore, write_atomic
 from polytask.tasks import Task, infer_task
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
+
+# prctl option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 # The study folder's record of what its results depend on (fingerprint and its parts).
 STUDY_FILE = "study.json"
@@ -364,19 +371,38 @@ class Study:
         return finalize(out)
 
     def _run_parallel(self, out: Path, pending: list[RunSpec], workers: int, store: ResultStore, bar: StudyProgress) -> None:
+        """Run cells in forked worker processes, storing each row as it arrives.
+
+        On Ctrl-C (or any error here) the workers are terminated at once: what has not
+        started is dropped, every row already returned is stored, and the caller reraises.
+        """
         global _ACTIVE
         _ACTIVE = self
         # Pretrained layers first, one job per (target, seed), so no two runs train the same ones.
         needs = sorted({(s.task, s.seed) for s in pending if uses_study_pretraining(s.strategy, self.config)})
-        ctx = mp.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-            for f in as_completed([pool.submit(_pretrain_job, str(out), t, s) for t, s in needs]):
-                f.result()
-            futures = {pool.submit(_run_job, str(out), spec): spec for spec in pending}
-            for f in as_completed(futures):
-                row = f.result()
+        arrived: queue.Queue = queue.Queue()
+        pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
+        try:
+            for job in [pool.apply_async(_pretrain_job, (str(out), t, s)) for t, s in needs]:
+                job.wait()
+            for spec in pending:
+                pool.apply_async(_run_job, (str(out), spec), callback=arrived.put, error_callback=arrived.put)
+            pool.close()
+            for _ in pending:
+                row = arrived.get()
+                if isinstance(row, BaseException):
+                    raise row  # a ConfigError a run found: the study cannot go on
                 store.append(row)
                 bar.finish_run(row)
+        except BaseException:
+            pool.terminate()
+            while not arrived.empty():
+                row = arrived.get_nowait()
+                if not isinstance(row, BaseException):
+                    store.append(row)
+            raise
+        finally:
+            pool.join()
 
 
 def input_groups(raw: dict[str, TaskData]) -> dict[str, str]:
@@ -409,6 +435,21 @@ def _same_inputs(a: TaskData, b: TaskData) -> bool:
 def _init_worker() -> None:
     # Several processes on few cores: one thread each avoids oversubscription.
     torch.set_num_threads(1)
+    # Ctrl-C reaches every process of the terminal's group; the driver alone handles it
+    # (it terminates the workers), so a worker never dies halfway through a result.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the driver dies, even by SIGKILL (no-op elsewhere)."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return  # no libc to ask: workers then end with their pool, not with a killed driver
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _pretrain_job(out: str, target: str, seed: int) -> None:
