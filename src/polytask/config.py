@@ -35,10 +35,10 @@ class DataConfig(_Frozen):
         builtin: name of a built-in dataset (``polytask datasets``); ``target`` picks the
             label for datasets that carry several (``multi-mnist``: ``left`` or ``right``).
         test: CSV file holding the test rows (same columns as ``csv``).
-        test_size: fraction held out as test when no test split is given.
-        stratify: stratify that test split by the target column. Tasks made from several
-            columns of one file (``tasks_from_columns``) turn it off, so that all of them
-            hold out the same rows.
+        test_size: fraction held out as test when no test split is given, drawn from the
+            file's content: every task read from one file holds out the same rows.
+        stratify: stratify that test split by this task's label column instead. Only for
+            a file no other task of the study reads (each column would split differently).
         max_train, max_test: keep at most this many training (test) rows, drawn with a
             fixed seed from the data source alone, so tasks reading one source (label
             columns of one file, one builtin's targets) keep the same rows. For quick
@@ -56,7 +56,7 @@ class DataConfig(_Frozen):
     features: list[str] | None = None
     test: Path | None = None
     test_size: float = Field(0.25, gt=0, lt=1)
-    stratify: bool = True
+    stratify: bool = False
     exclude: list[str] | None = None
     crop: int = Field(0, ge=0)
     max_train: int | None = Field(None, ge=2)
@@ -392,7 +392,7 @@ def tasks_from_columns(csv: str | Path, targets: list[str], **options: Any) -> d
     spec = ColumnsConfig(csv=Path(csv), targets=targets, **options)
     out = {}
     for column in spec.targets:
-        data = {"csv": str(spec.csv), "target": column, "test_size": spec.test_size, "stratify": False}
+        data = {"csv": str(spec.csv), "target": column, "test_size": spec.test_size}
         if spec.text is not None:
             data["text"] = spec.text
         elif spec.features is not None:
@@ -420,6 +420,9 @@ class StudyConfig(_Frozen):
             ``{mylm: "hf:/models/my-bert"}``, so strategies can say ``fine-tune:mylm``.
         save_models: keep each run's trained backbone under ``<out>/models/`` so a later
             study can start from it (``run:<out>/<task>/<strategy>/seed<k>``).
+        allow_overlap: run even though some test rows of a target are training or
+            validation inputs of another task (refused by default: a model trained on that
+            task has seen them, so the target's test score is not a test).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -436,6 +439,7 @@ class StudyConfig(_Frozen):
     domain_adapt: DomainAdaptConfig = Field(DomainAdaptConfig(), alias="domain-adapt")
     sources: dict[str, str] = Field(default_factory=dict)
     save_models: bool = False
+    allow_overlap: bool = False
 
     @model_validator(mode="before")
     @classmethod

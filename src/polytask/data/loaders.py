@@ -11,6 +11,7 @@ from polytask.config import DataConfig
 from polytask.data.arrays import TaskData
 from polytask.data.builtin import load_builtin
 from polytask.data.splits import holdout, rng_for
+from polytask.digest import file_digest
 from polytask.errors import ConfigError
 
 
@@ -27,13 +28,24 @@ def load_data(spec: DataConfig) -> TaskData:
     return crop_images(data, spec.crop) if spec.crop else data
 
 
+def source_key(spec: DataConfig) -> str:
+    """What seeds a source's fixed draws (test split, row caps): the content of its files,
+    or a builtin's name. Never a path, so two copies of a file draw the same rows."""
+    if spec.builtin is not None:
+        return f"builtin:{spec.builtin}"
+    files = [f for f in (spec.npz, spec.csv, spec.test) if f is not None]
+    for f in files:
+        _need_file(f)
+    return "content:" + "+".join(file_digest(f) for f in files)
+
+
 def cap_rows(data: TaskData, spec: DataConfig) -> TaskData:
     """At most ``max_train`` training and ``max_test`` test rows, in their original order.
 
-    The rows are drawn from the source's identity (file or builtin, not the target), so
-    every task reading one source keeps the same rows and they still share inputs.
+    The rows are drawn from the source's content (not its path, not the target), so every
+    task reading one source keeps the same rows and they still share inputs.
     """
-    source = str(spec.npz or spec.csv or f"builtin:{spec.builtin}")
+    source = source_key(spec)
     fields = dict(data.__dict__)
     for split, cap in (("train", spec.max_train), ("test", spec.max_test)):
         n = len(fields[f"x_{split}"])
@@ -86,9 +98,12 @@ def _read_csv(path: Path):
 
 
 def load_csv(spec: DataConfig) -> TaskData:
-    """One label column of a CSV as a task; a seeded stratified test split unless ``test`` is given.
+    """One label column of a CSV as a task; a seeded test split unless ``test`` is given.
 
-    String labels are mapped to class ids in sorted order.
+    The test split is drawn from the file's content alone, so every task read from one
+    file holds out the same rows, in every study, wherever the file lives. With
+    ``stratify`` it is stratified by this task's label column instead (for a file that
+    only one task reads). String labels are mapped to class ids in sorted order.
     """
     import pandas as pd
 
@@ -133,13 +148,9 @@ def load_csv(spec: DataConfig) -> TaskData:
         out[split] = (inputs, y.to_numpy(np.float64))
     if "test" not in out:
         x, y = out["train"]
-        if spec.stratify:
-            classes = mapping is not None or (np.all(np.mod(y[np.isfinite(y)], 1) == 0) and len(np.unique(y)) <= 50)
-            rng = rng_for(0, str(spec.csv), spec.target, "test")
-        else:
-            # Keyed on the file alone: every column's task gets the same test rows.
-            classes, rng = False, rng_for(0, str(spec.csv), "test")
-        train, test = holdout(y, spec.test_size, rng, stratify=bool(classes))
+        classes = spec.stratify and (mapping is not None or (np.all(np.mod(y[np.isfinite(y)], 1) == 0) and len(np.unique(y)) <= 50))
+        keys = [source_key(spec), "test"] + ([spec.target] if classes else [])
+        train, test = holdout(y, spec.test_size, rng_for(0, *keys), stratify=bool(classes))
         out = {"train": (x[train], y[train]), "test": (x[test], y[test])}
     (xtr, ytr), (xte, yte) = out["train"], out["test"]
     return TaskData(xtr, _as_labels(ytr), xte, _as_labels(yte), origin=str(spec.csv))

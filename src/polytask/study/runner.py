@@ -27,7 +27,8 @@ from torch import nn
 from polytask.config import DataConfig, StudyConfig, load_config, validate
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.augment import build_augmenter
-from polytask.data.loaders import load_data
+from polytask.data.loaders import load_data, source_key
+from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone, from_user_module
@@ -98,6 +99,7 @@ class Study:
         unknown = set(self.data_override) - set(self.config.tasks)
         if unknown:
             raise ConfigError(f"data given for task(s) {sorted(unknown)} not in the config's tasks ({', '.join(self.config.tasks)})")
+        self._check_shared_files()
         for name, tcfg in self.config.tasks.items():
             if name in self.data_override:
                 d = self.data_override[name]
@@ -113,6 +115,7 @@ class Study:
             check_task_data(d, tasks[name])
             raw[name] = d
         self._check_shapes(raw)
+        self._check_leaks(raw)
         self._split_keys = input_groups(raw)
         self._check_rep_grad()
         self._loaded = raw, tasks
@@ -142,6 +145,30 @@ class Study:
             if arg and uses_transfer_source(s) and arg not in sources:
                 sources[arg] = pretrained_digest(self.new_backbone(shape, pretrained=True, name=self._source(arg)))
         return study_fingerprint(cfg, raw, tasks, unlabeled=unlabeled, backbone=backbone, sources=sources)
+
+    def _check_shared_files(self) -> None:
+        """Tasks read from one file share its test split, which one column cannot stratify."""
+        by_file: dict[str, list[str]] = {}
+        for name, tcfg in self.config.tasks.items():
+            if name not in self.data_override and tcfg.data is not None and tcfg.data.csv is not None and tcfg.data.test is None:
+                by_file.setdefault(source_key(tcfg.data), []).append(name)
+        for names in by_file.values():
+            stratified = [n for n in names if self.config.tasks[n].data.stratify]
+            if len(names) > 1 and stratified:
+                raise ConfigError(
+                    f"field 'tasks.{stratified[0]}.data.stratify': tasks {', '.join(repr(n) for n in names)} read the same file and share "
+                    "one test split, which one label column cannot stratify; drop stratify"
+                )
+
+    def _check_leaks(self, raw: dict[str, TaskData]) -> None:
+        """No target's test row may be a training input of another task (unless allowed)."""
+        if self.config.allow_overlap or len(raw) < 2:
+            return
+        for target, other, rows, total in test_leaks(raw, self.config.targets):
+            raise ConfigError(
+                f"task '{target}': {rows} of {total} test rows are training or validation inputs of task '{other}', so a model "
+                f"trained on '{other}' has seen them; give '{target}' test rows no task trains on, or set allow_overlap: true to proceed knowingly"
+            )
 
     def _check_shapes(self, raw: dict[str, TaskData]) -> None:
         """Every task must fit the backbone; shared backbones need one input shape."""
