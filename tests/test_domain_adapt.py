@@ -126,8 +126,9 @@ def test_unlabeled_inputs_from_a_separate_data_source(tmp_path):
     study = Study(da_config(["domain-adapt:dan"], unlabeled={"npz": str(path)}), data=pair)
     assert run_one(study, "domain-adapt:dan", tmp_path)["extra"]["method"] == "dan"
     np.savez(path, x_train=x_u[:, :3], y_train=y_u, x_test=x_u[:10, :3], y_test=y_u[:10])
-    with pytest.raises(ConfigError, match="unlabeled inputs have shape"):
+    with pytest.raises(ConfigError, match=r"tasks.target.unlabeled': inputs of shape \(3,\)"):
         Study(da_config(["domain-adapt:dan"], unlabeled={"npz": str(path)}), data=pair).run(out=tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

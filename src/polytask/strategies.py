@@ -31,7 +31,7 @@ from polytask.models.pretrained import is_pretrained
 from polytask.registry import Registry
 from polytask.sampling import task_probabilities
 from polytask.tasks import Task
-from polytask.transfer.finetune import fine_tune_model
+from polytask.transfer.finetune import check_recipe, fine_tune_model
 from polytask.weighting import create as create_weighting
 
 
@@ -96,14 +96,36 @@ class RunOutcome:
         return {k: v for k, v in self.__dict__.items() if k != "backbone"}
 
 
+@dataclass
+class Preflight:
+    """What a strategy's check reads before a study runs anything.
+
+    Attributes:
+        strategy: the strategy as the config names it (``fine-tune:minilm``).
+        config: the study's config.
+        tasks: every task, as loaded.
+        backbone: ``backbone(source=None)`` builds the layers the strategy would start
+            from for the first target's inputs (``source``: a pretrained backbone's name),
+            so checks can read their structure.
+    """
+
+    strategy: str
+    config: StudyConfig
+    tasks: dict[str, Task]
+    backbone: Callable[..., nn.Module]
+
+
 StrategyFn = Callable[[RunContext], RunOutcome]
+CheckFn = Callable[[Preflight, "str | None"], None]
 STRATEGIES: Registry[StrategyFn] = Registry("strategy")
 PRETRAINED: set[str] = set()
 # strategy -> the keyword argument that ``<strategy>:<value>`` fills
 ARGUMENTS: dict[str, str] = {}
+# strategy -> its check, run before anything of a study is written
+CHECKS: dict[str, CheckFn] = {}
 
 
-def register_strategy(name: str, uses_pretrained: bool = False, argument: str | None = None):
+def register_strategy(name: str, uses_pretrained: bool = False, argument: str | None = None, check: CheckFn | None = None):
     """Decorator registering a strategy function; a duplicate name raises.
 
     Args:
@@ -112,6 +134,10 @@ def register_strategy(name: str, uses_pretrained: bool = False, argument: str | 
             own, unless a source is named), so parallel execution can train those first.
         argument: keyword of the function that ``name:<value>`` sets (``mtl:pcgrad``
             sets ``weighting``, ``fine-tune:minilm`` sets ``source``).
+        check: ``check(preflight, value)`` raises :class:`~polytask.errors.ConfigError` for
+            a configuration the strategy cannot run (``value``: what follows ``name:``).
+            A study calls it before it writes anything, so a bad setting never stops a
+            study halfway.
     """
     add = STRATEGIES.register(name)
 
@@ -121,9 +147,18 @@ def register_strategy(name: str, uses_pretrained: bool = False, argument: str | 
             PRETRAINED.add(name)
         if argument:
             ARGUMENTS[name] = argument
+        if check:
+            CHECKS[name] = check
         return fn
 
     return wrap
+
+
+def check_strategy(pre: Preflight) -> None:
+    """Run the registered check of ``pre.strategy``, if it has one."""
+    base, _, value = pre.strategy.partition(":")
+    if base in CHECKS:
+        CHECKS[base](pre, value or None)
 
 
 def strategy_names() -> list[str]:
@@ -300,7 +335,12 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
     return out
 
 
-@register_strategy("fine-tune", uses_pretrained=True, argument="source")
+def _check_fine_tune(pre: Preflight, source: str | None) -> None:
+    named = pre.config.transfer_source(pre.strategy)
+    check_recipe(pre.config.fine_tune, pre.backbone(source), has_old_heads=named is None)
+
+
+@register_strategy("fine-tune", uses_pretrained=True, argument="source", check=_check_fine_tune)
 def fine_tune(ctx: RunContext, source: str | None = None) -> RunOutcome:
     """Pretrained shared layers and a new head, all trained on the target.
 

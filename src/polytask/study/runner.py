@@ -34,7 +34,17 @@ from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
-from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, pretrain, uses_study_pretraining, uses_transfer_source
+from polytask.strategies import (
+    FeatureCache,
+    Preflight,
+    RunContext,
+    RunOutcome,
+    check_strategy,
+    get_strategy,
+    pretrain,
+    uses_study_pretraining,
+    uses_transfer_source,
+)
 from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
@@ -118,9 +128,15 @@ class Study:
         self._check_leaks(raw)
         self._split_keys = input_groups(raw)
         self._check_rep_grad()
-        self._loaded = raw, tasks
-        self.augmenters()  # bad augment options fail now, before any run
-        self._fingerprint, self._fingerprint_parts = self._content_fingerprint(raw, tasks)
+        self._loaded = raw, tasks  # what the checks below read through self.load()
+        try:
+            self.augmenters()  # bad augment options fail now, before any run
+            unlabeled = self._load_unlabeled()
+            self._fingerprint, self._fingerprint_parts = self._content_fingerprint(raw, tasks, unlabeled)
+            self._preflight(tasks)
+        except BaseException:
+            self._loaded = None
+            raise
         return self._loaded
 
     @property
@@ -129,11 +145,23 @@ class Study:
         self.load()
         return self._fingerprint
 
-    def _content_fingerprint(self, raw: dict[str, TaskData], tasks: dict[str, Task]) -> tuple[str, dict[str, Any]]:
+    def _load_unlabeled(self) -> dict[str, TaskData]:
+        """Unlabelled inputs given as a data source of their own, checked against their task."""
+        size = self.config.model.image_size
+        out = {}
+        for name, tcfg in self.config.tasks.items():
+            if isinstance(tcfg.unlabeled, DataConfig):
+                d = load_data(tcfg.unlabeled)
+                shape = TEXT_SHAPE if is_text(d.x_train) else tuple(as_model_input(d.x_train[:1], size).shape[1:])
+                if shape != self._shapes[name]:
+                    raise ConfigError(f"field 'tasks.{name}.unlabeled': inputs of shape {shape}, but task '{name}' has inputs of shape {self._shapes[name]}")
+                out[name] = d
+        return out
+
+    def _content_fingerprint(self, raw: dict[str, TaskData], tasks: dict[str, Task], unlabeled: dict[str, TaskData]) -> tuple[str, dict[str, Any]]:
         """Hash the data, the user's module and named pretrained weights, by content."""
         cfg = self.config
         shape = self._shapes[cfg.targets[0]]
-        unlabeled = {n: data_digest(load_data(t.unlabeled)) for n, t in cfg.tasks.items() if isinstance(t.unlabeled, DataConfig)}
         backbone = None
         if self.backbone is not None and not isinstance(self.backbone, str):
             backbone = module_digest(self.new_backbone(shape))
@@ -144,7 +172,7 @@ class Study:
             arg = s.partition(":")[2]
             if arg and uses_transfer_source(s) and arg not in sources:
                 sources[arg] = pretrained_digest(self.new_backbone(shape, pretrained=True, name=self._source(arg)))
-        return study_fingerprint(cfg, raw, tasks, unlabeled=unlabeled, backbone=backbone, sources=sources)
+        return study_fingerprint(cfg, raw, tasks, unlabeled={n: data_digest(d) for n, d in unlabeled.items()}, backbone=backbone, sources=sources)
 
     def _check_shared_files(self) -> None:
         """Tasks read from one file share its test split, which one column cannot stratify."""
@@ -258,6 +286,26 @@ class Study:
         """The backbone a strategy's ``:<source>`` names (aliases resolved); None: the study's."""
         return self.config.sources.get(source, source) if source else None
 
+    def _named_start(self, source: str | None) -> str | None:
+        """The pretrained backbone a transfer strategy starts from: ``source`` (aliases
+        resolved), else the study's backbone when it has pretrained weights; None means
+        layers pretrained inside the study."""
+        name = self._source(source)
+        if name is None and isinstance(self.backbone, str | None) and is_pretrained(self._study_backbone()):
+            name = self._study_backbone()
+        return name
+
+    def _preflight(self, tasks: dict[str, Task]) -> None:
+        """Every strategy's own check, before anything is written (see :class:`Preflight`)."""
+        shape = self._shapes[self.config.targets[0]]
+
+        def backbone(source: str | None = None) -> nn.Module:
+            name = self._named_start(source)
+            return self.new_backbone(shape, pretrained=True, name=name) if name else self.new_backbone(shape)
+
+        for strategy in self.config.strategies:
+            check_strategy(Preflight(strategy, self.config, tasks, backbone))
+
     def _study_backbone(self) -> str:
         return self.backbone if isinstance(self.backbone, str) else self.config.model.backbone
 
@@ -271,9 +319,7 @@ class Study:
         """
         self.load()
         shape = self._shapes[spec.task]
-        name = self._source(source)
-        if name is None and (self.backbone is None or isinstance(self.backbone, str)) and is_pretrained(self._study_backbone()):
-            name = self._study_backbone()
+        name = self._named_start(source)
         if name is not None:
             return self.new_backbone(shape, pretrained=True, name=name), 0.0
         cached = self._pretrained_cache(out, spec, callbacks)
@@ -297,7 +343,7 @@ class Study:
 
     def _pretrained_heads(self, out: Path, spec: RunSpec, callbacks=(), source: str | None = None) -> nn.ModuleDict | None:
         """Heads of the tasks the in-study pretrained layers learned (None for named backbones)."""
-        if source is not None or ((self.backbone is None or isinstance(self.backbone, str)) and is_pretrained(self._study_backbone())):
+        if self._named_start(source) is not None:
             return None
         _, tasks = self.load()
         cached = self._pretrained_cache(out, spec, callbacks)

@@ -255,15 +255,42 @@ class ValidatorSelection:
         return value
 
 
+def matching_sources(config, tasks: dict[str, Task], target: str) -> list[str]:
+    """The study's source tasks in ``target``'s label space (its kind and number of classes)."""
+    task = tasks[target]
+    return [
+        n
+        for n, t in config.tasks.items()
+        if t.role == "source" and n != target and tasks[n].kind == task.kind and _classes(tasks[n]) == _classes(task)
+    ]
+
+
+def check_domain_adapt(config, tasks: dict[str, Task], method: str | None) -> None:
+    """Raise :class:`ConfigError` when ``domain-adapt:<method>`` cannot run on every target.
+
+    Checked before a study runs anything: the method and its hyperparameters, and per
+    target its unlabelled inputs, classes, and a source task in its label space.
+    """
+    if method not in method_names():
+        raise ConfigError(f"strategy 'domain-adapt' needs a method: domain-adapt:<method> with one of {', '.join(method_names())}")
+    for target in config.targets:
+        task = tasks[target]
+        if config.tasks[target].unlabeled in (None, False):
+            raise ConfigError(f"domain-adapt needs unlabelled target inputs: set 'unlabeled:' on task '{target}' (true, or a data source)")
+        if task.kind == "regression":
+            raise ConfigError(f"domain-adapt: target '{target}' is a regression task; the methods need classes")
+        if not matching_sources(config, tasks, target):
+            raise ConfigError(f"domain-adapt: target '{target}' has {_classes(task)} classes but no task with role 'source' has as many")
+        if method not in (SOURCE_ONLY, "adabn"):
+            try:
+                create_adapter(method, feature_dim=4, n_classes=_classes(task), **config.domain_adapt.hparams(method))
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"domain-adapt.{method}: {e}") from None
+
+
 def _pooled_sources(ctx: RunContext, task: Task) -> tuple[list[str], PreparedTask]:
     """The study's source tasks in ``task``'s label space, pooled into one labelled set."""
-    names = [
-        n
-        for n, t in ctx.config.tasks.items()
-        if t.role == "source" and n != ctx.target and ctx.tasks[n].kind == task.kind and _classes(ctx.tasks[n]) == _classes(task)
-    ]
-    if not names:
-        raise ConfigError(f"domain-adapt: target '{ctx.target}' has {_classes(task)} classes but no task with role 'source' has as many")
+    names = matching_sources(ctx.config, ctx.tasks, ctx.target)
     parts = [ctx.prepare(n, 1.0) for n in names]
 
     def pool(split: str) -> Split:
@@ -276,8 +303,6 @@ def _pooled_sources(ctx: RunContext, task: Task) -> tuple[list[str], PreparedTas
 def _unlabeled_inputs(ctx: RunContext, target: PreparedTask) -> Tensor:
     """The unlabelled target inputs of this run (see the module docstring)."""
     spec = ctx.config.tasks[ctx.target].unlabeled
-    if spec is None or spec is False:
-        raise ConfigError(f"domain-adapt needs unlabelled target inputs: set 'unlabeled:' on task '{ctx.target}' (true, or a data source)")
     if spec is True:
         return target.train.x  # inputs only: the labels of these rows are never read
     raw = load_data(spec)
@@ -289,19 +314,20 @@ def _unlabeled_inputs(ctx: RunContext, target: PreparedTask) -> Tensor:
     return x
 
 
-@register_strategy("domain-adapt", argument="method")
+def _check(pre, method: str | None) -> None:
+    check_domain_adapt(pre.config, pre.tasks, method)
+
+
+@register_strategy("domain-adapt", argument="method", check=_check)
 def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
     """Unsupervised domain adaptation from labelled sources to the target's unlabelled inputs.
 
     ``method``: a registered adapter (``domain-adapt:dann``) or ``source-only``. See the
     module docstring for the data, training, selection and what ``extra`` records.
+    :func:`check_domain_adapt` has refused what cannot run before the study started.
     """
-    if method not in method_names():
-        raise ConfigError(f"strategy 'domain-adapt' needs a method: domain-adapt:<method> with one of {', '.join(method_names())}")
     target = ctx.prepare(ctx.target, ctx.fraction)
     task = target.task
-    if task.kind == "regression":
-        raise ConfigError(f"domain-adapt: target '{ctx.target}' is a regression task; the methods need classes")
     target_x = _unlabeled_inputs(ctx, target)
     sources, source = _pooled_sources(ctx, task)
     cfg = ctx.config.domain_adapt
@@ -311,10 +337,7 @@ def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
     model = MultiTaskModel(new(), [task])
     penalty = None
     if method not in (SOURCE_ONLY, "adabn"):
-        try:
-            adapter = create_adapter(method, feature_dim=model.backbone.out_features, n_classes=_classes(task), **cfg.hparams(method))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"domain-adapt.{method}: {e}") from None
+        adapter = create_adapter(method, feature_dim=model.backbone.out_features, n_classes=_classes(task), **cfg.hparams(method))
         penalty = DomainAdaptPenalty(adapter, target_x, ctx.config.train.batch_size, ctx.seed)
     selection = ValidatorSelection(cfg.validator, task, source, target_x, target, ctx.seed, recalibrate=method == "adabn")
     result = fit(model, {ctx.target: source}, ctx.config.train, ctx.seed, select=selection, callbacks=ctx.callbacks, penalty=penalty)

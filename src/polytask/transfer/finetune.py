@@ -48,6 +48,36 @@ def _param_groups(model: MultiTaskModel, cfg: FineTuneConfig, train: TrainConfig
     return [{"params": backbone, "lr": lr * ratio}, {"params": new, "lr": lr}]
 
 
+def check_recipe(cfg: FineTuneConfig, backbone: nn.Module | None, has_old_heads: bool) -> None:
+    """Raise :class:`ConfigError` when the recipe cannot apply.
+
+    A study calls it before it runs anything, with a ``backbone`` on which LoRA and the
+    layer selection are tried (on a copy); :func:`fine_tune_model` calls it without one,
+    since applying them to the real model raises the same errors.
+
+    Args:
+        cfg: the recipe.
+        backbone: the layers fine-tuning starts from (only their structure is read).
+        has_old_heads: whether the heads of the tasks those layers learned are at hand
+            (in-study pretraining keeps them; named backbones come without).
+    """
+    if cfg.regularizer == "lwf" and not has_old_heads:
+        raise ConfigError("fine-tune regularizer 'lwf' needs the heads of the tasks the backbone was trained on; named pretrained backbones come without")
+    if cfg.regularizer == "delta" and cfg.hparams("delta").get("attention", True) and not cfg.lp_ft:
+        raise ConfigError("'delta' channel attention needs a trained head to rate channels: set fine-tune lp_ft: true, or delta: {attention: false}")
+    if cfg.unfreeze == "gradual" and cfg.lora is not None:
+        raise ConfigError("unfreeze: gradual trains the backbone's own layers; with lora only the adapters train: use one of them")
+    if backbone is None:
+        return
+    trial = copy.deepcopy(backbone)
+    if cfg.lora is not None:
+        from polytask.transfer.lora import apply_lora
+
+        apply_lora(trial, **cfg.lora)
+    elif cfg.layers != "all":
+        select_trainable(trial, cfg.layers)
+
+
 def fine_tune_model(
     model: MultiTaskModel,
     target: PreparedTask,
@@ -75,6 +105,7 @@ def fine_tune_model(
         ConfigError: a recipe that cannot apply (``lwf`` without the old heads, ``delta``
             attention without a trained head).
     """
+    check_recipe(cfg, None, old_heads is not None)
     name = target.task.name
     data = {name: target}
     head_params = list(model.heads.parameters())
@@ -88,11 +119,7 @@ def fine_tune_model(
         select_trainable(model.backbone, cfg.layers)
     if cfg.freeze_bn:
         freeze_batchnorm(model.backbone)
-    if cfg.regularizer == "lwf" and old_heads is None:
-        raise ConfigError("fine-tune regularizer 'lwf' needs the heads of the tasks the backbone was trained on; named pretrained backbones come without")
     attention = cfg.regularizer == "delta" and cfg.hparams("delta").get("attention", True)
-    if attention and not cfg.lp_ft:
-        raise ConfigError("'delta' channel attention needs a trained head to rate channels: set fine-tune lp_ft: true, or delta: {attention: false}")
 
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if cfg.lp_ft:
@@ -118,8 +145,6 @@ def fine_tune_model(
     steps = list(callbacks)
     if cfg.unfreeze == "gradual":
         steps.append(GradualUnfreeze(model.backbone, every=cfg.unfreeze_every))
-        if cfg.lora is not None:
-            raise ConfigError("unfreeze: gradual trains the backbone's own layers; with lora only the adapters train: use one of them")
     groups = _param_groups(model, cfg, train, new)
     result = fit(model, data, train, seed, select=name, param_groups=groups, callbacks=steps, penalty=penalty, augment=augment)
     if penalty is not None and hasattr(penalty, "detach"):
