@@ -12,6 +12,7 @@ from polytask.data import TaskData, load_builtin, make_task_family, prepare_task
 from polytask.data.builtin import compose_pairs
 from polytask.data.loaders import load_data
 from polytask.data.splits import holdout, rng_for, subsample
+from polytask.errors import ConfigError
 from polytask.tasks import infer_task
 
 
@@ -88,7 +89,34 @@ def test_infer_task_kinds():
     assert infer_task("t", np.array([0, 1, 2, 2])).n_outputs == 3
     reg = infer_task("t", np.array([1.5, 2.5, 3.5]))
     assert reg.kind == "regression" and reg.y_shift == pytest.approx(2.5)
-    assert infer_task("t", np.arange(500)).kind == "regression"  # many whole numbers: a quantity
+    many = infer_task("t", np.arange(500))  # many whole numbers: a quantity, and the user is told
+    assert many.kind == "regression" and "500 distinct whole-number labels" in many.note
+
+
+def test_class_labels_need_not_be_indices_and_the_guess_is_told():
+    two = infer_task("t", np.array([1, 2, 2, 1, -1]))  # -1: missing
+    assert (two.kind, two.classes) == ("binary", (1.0, 2.0)) and "read as two classes" in two.note
+    np.testing.assert_array_equal(two.encode_targets(np.array([2, 1, -1])).numpy()[:2, 0], [1.0, 0.0])
+    seven = infer_task("t", np.array([3, 5, 7, 9, 11, 13, 15]))
+    assert (seven.kind, seven.n_outputs) == ("classification", 7) and "7 classes" in seven.note
+    assert seven.encode_targets(np.array([15, 3])).tolist() == [6, 0]
+    assert infer_task("t", np.array([0, 1, 2, 0])).note is None  # 0..C-1: nothing to tell
+    with pytest.raises(ConfigError, match="roc_auc"):
+        infer_task("t", np.array([0.5, 1.5]), metric="roc_auc")
+
+
+def test_regression_targets_are_standardized_with_the_runs_training_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = np.r_[np.zeros(200), 100 + rng.normal(size=200)]  # the second half sits far away
+    order = rng.permutation(400)
+    d = TaskData(x[order], y[order], x[:50], y[:50])
+    task = infer_task("t", d.y_train)
+    small = prepare_task(d, task, seed=0, fraction=0.1)
+    train_y = small.task.truth(small.train.y).reshape(-1)
+    assert small.task.y_shift == pytest.approx(train_y.mean(), abs=1e-4)
+    assert small.task.y_scale == pytest.approx(train_y.std(), rel=1e-4)
+    assert small.train.y.mean().item() == pytest.approx(0.0, abs=1e-5)
 
 
 def test_prepare_same_seed_same_split_and_fractions_nested():

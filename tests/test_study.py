@@ -148,3 +148,26 @@ def test_regression_target_with_rmse(tmp_path):
     summary = Study(cfg, data=data).run(out=tmp_path, progress=False)
     assert {c["metric"] for c in summary["cells"]} == {"root_mean_squared_error"}
     assert all(np.isfinite(c["mean"]) and c["mean"] > 0 for c in summary["cells"])
+
+
+def test_inferred_kinds_are_told_and_written_into_the_study_config(tmp_path):
+    import warnings
+
+    import yaml
+
+    from polytask.data import TaskData
+    from polytask.errors import PolytaskWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = np.where(x[:, 0] > 0, 2, 1)  # classes {1, 2}: neither 0/1 nor a quantity
+    data = {"target": TaskData(x[:90], y[:90], x[90:], y[90:])}
+    cfg = {"name": "k", "seeds": 1, "tasks": {"target": {}}, "strategies": ["scratch"], "model": {"mlp": {"hidden": [8]}}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = Study(cfg, data=data).run(out=tmp_path, progress=False)
+    assert any(issubclass(w.category, PolytaskWarning) and "two classes" in str(w.message) for w in caught)
+    written = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert written["tasks"]["target"]["kind"] == "binary"
+    assert summary["cells"][0]["metric"] == "accuracy_score" and summary["cells"][0]["mean"] > 0.8
+    assert any("two classes" in w for w in summary["warnings"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -11,10 +12,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from polytask.errors import ConfigError
+from polytask.errors import ConfigError, PolytaskWarning
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare training from scratch, transfer learning and multi-task learning on your tasks.")
 err = Console(stderr=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """polytask's warnings as one line each on stderr; others as Python shows them."""
+    if issubclass(category, PolytaskWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+warnings.showwarning = _show_warning
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polytask.errors import ConfigError
+from polytask.metrics import METRICS
 
 TaskKind = Literal["classification", "binary", "regression"]
 
@@ -93,6 +94,13 @@ class TaskConfig(_Frozen):
     joint training. ``kind`` is inferred from the labels when omitted.
 
     Attributes:
+        metric: the task's metric (:mod:`polytask.metrics`): ``accuracy``,
+            ``balanced_accuracy``, ``f1_macro``, ``roc_auc``, ``average_precision``,
+            ``log_loss`` for classes; ``rmse``, ``mae``, ``r2`` for regression. It selects
+            the epoch, and every delta, interval and verdict is in its units and direction.
+        margin: the practical margin of equivalence, in the metric's units: differences
+            within it are too small to matter. Default: 0.01 for bounded scores, 1% of
+            scratch's value for error metrics (RMSE, MAE, log loss).
         augment: augmentation options for this task's training batches
             (:func:`polytask.data.augment.build_augmenter`; the kind, image, text or
             tabular, follows the data), the same for every strategy. Off when omitted.
@@ -104,8 +112,17 @@ class TaskConfig(_Frozen):
     data: DataConfig | None = None
     role: Literal["target", "source"] = "target"
     kind: TaskKind | None = None
+    metric: str | None = None
+    margin: float | None = Field(None, gt=0)
     augment: dict[str, Any] | None = None
     unlabeled: DataConfig | bool | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str | None) -> str | None:
+        if v is not None and v not in METRICS:
+            raise ValueError(f"unknown metric '{v}' (known: {', '.join(METRICS.names())})")
+        return v
 
 
 class MLPConfig(_Frozen):

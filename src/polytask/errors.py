@@ -14,3 +14,8 @@ class ConfigError(ValueError):
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss."""
+
+
+class PolytaskWarning(UserWarning):
+    """Something about the input worth knowing that does not stop a study: a guessed task
+    kind, a metric that misleads on these labels, results mixing library versions."""

@@ -1,29 +1,25 @@
 """Tasks: what is predicted, with which loss, scored by which metric.
 
-Metric names carry their direction (``*_score``: higher is better, ``*_error``: lower is
-better), so analysis and reports can rank without a lookup table.
+Metric names carry their direction (``*_score``: higher is better, ``*_error``/``*_loss``:
+lower is better; :mod:`polytask.metrics`), so analysis and reports rank without a table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from polytask.errors import ConfigError
+from polytask.metrics import DEFAULT, Metric, get_metric, metric_names
+from polytask.metrics import higher_is_better as higher_is_better
 
-METRICS = {"classification": "accuracy_score", "binary": "accuracy_score", "regression": "root_mean_squared_error"}
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of a metric from its name: ``*_score`` up, ``*_error``/``*_loss`` down."""
-    if metric.endswith("_score"):
-        return True
-    if metric.endswith(("_error", "_loss")):
-        return False
-    raise ValueError(f"metric '{metric}' does not end in _score, _error or _loss")
+# Distinct whole-number labels read as classes when no kind is given; more are read as a
+# quantity (counts, prices), and the user is told so.
+MAX_INFERRED_CLASSES = 100
 
 
 @dataclass(frozen=True)
@@ -32,11 +28,18 @@ class Task:
 
     Attributes:
         name: task name from the config.
-        kind: ``classification`` (C classes, labels 0..C-1), ``binary`` (labels 0/1) or
-            ``regression`` (real targets, trained standardized).
+        kind: ``classification`` (C classes), ``binary`` (two classes) or ``regression``
+            (real targets, trained standardized).
         n_outputs: width of the task's head.
         y_shift, y_scale: regression targets are trained as ``(y - shift) / scale``;
-            the metric is reported in the original units.
+            metrics are computed in the original units. :func:`prepare_task` sets them from
+            the training rows of each run.
+        classes: the label values of class indices ``0..C-1`` (binary: of 0 and 1), in
+            sorted order; labels are encoded through them, so ``{1, 2}`` or ``{-5, 5}``
+            work as classes.
+        metric_name: the metric's config name (:data:`polytask.metrics.METRICS`); the
+            kind's default when None (accuracy, or RMSE for regression).
+        note: how the kind was inferred, when that is worth telling the user.
     """
 
     name: str
@@ -44,16 +47,27 @@ class Task:
     n_outputs: int
     y_shift: float = 0.0
     y_scale: float = 1.0
+    classes: tuple[float, ...] | None = None
+    metric_name: str | None = None
+    note: str | None = None
+
+    @property
+    def scorer(self) -> Metric:
+        """The task's metric."""
+        return get_metric(self.metric_name or DEFAULT[self.kind])
 
     @property
     def metric(self) -> str:
-        """Primary metric name."""
-        return METRICS[self.kind]
+        """Primary metric name, with its direction (``accuracy_score``, ``root_mean_squared_error``)."""
+        return self.scorer.key
 
     def encode_targets(self, y: np.ndarray) -> torch.Tensor:
         """Labels as the tensor the loss expects; missing labels become -1 (classes) or NaN."""
         y = np.asarray(y, dtype=np.float64)
         missing = ~labelled(y, self.kind)
+        if self.kind != "regression" and self.classes is not None:
+            # Class values -> indices 0..C-1 (check_task_data has checked every value is a class).
+            y = np.where(missing, -1.0, np.searchsorted(np.asarray(self.classes, dtype=np.float64), np.where(missing, self.classes[0], y)))
         if self.kind == "classification":
             return torch.as_tensor(np.where(missing, -1, y), dtype=torch.long)
         t = torch.as_tensor(np.where(missing.reshape(-1, *([1] * (y.ndim - 1))), np.nan, y), dtype=torch.float32)
@@ -78,17 +92,43 @@ class Task:
             return F.binary_cross_entropy_with_logits(out, y)
         return F.mse_loss(out, y)
 
+    @torch.no_grad()
+    def predictions(self, out: torch.Tensor) -> np.ndarray:
+        """What the metric reads from head outputs: class probabilities ``[N, C]``, the
+        probability of class 1 ``[N]`` (binary), or values ``[N, K]`` in original units."""
+        out = out.detach().float().cpu()
+        if self.kind == "classification":
+            return torch.softmax(out, dim=1).numpy()
+        if self.kind == "binary":
+            return torch.sigmoid(out[:, 0]).numpy()
+        return (out * self.y_scale + self.y_shift).numpy()
+
+    def truth(self, y: torch.Tensor) -> np.ndarray:
+        """Encoded targets as the metric reads them: class indices, or values in original units."""
+        y = y.detach().cpu()
+        if self.kind == "classification":
+            return y.numpy()
+        if self.kind == "binary":
+            return y[:, 0].long().numpy()
+        return (y * self.y_scale + self.y_shift).numpy()
+
     def score(self, out: torch.Tensor, y: torch.Tensor) -> float:
         """Primary metric over the labelled rows (NaN when none is labelled)."""
         mask = self.labelled_rows(y)
         if not bool(mask.any()):
             return float("nan")
-        out, y = out[mask], y[mask]
-        if self.kind == "classification":
-            return (out.argmax(1) == y).float().mean().item()
-        if self.kind == "binary":
-            return ((out > 0).float() == y).float().mean().item()
-        return (torch.sqrt(F.mse_loss(out, y)) * self.y_scale).item()
+        return self.scorer.score(self.truth(y[mask]), self.predictions(out[mask]))
+
+    def scaled_to(self, y_train: np.ndarray) -> Task:
+        """For regression, the task with targets standardized by these training labels."""
+        if self.kind != "regression":
+            return self
+        have = np.asarray(y_train, dtype=np.float64)
+        have = have[labelled(have, self.kind)].reshape(-1, self.n_outputs)
+        if len(have) == 0:
+            return self
+        scale = float(have.std())
+        return replace(self, y_shift=float(have.mean()), y_scale=scale if scale > 0 and math.isfinite(scale) else 1.0)
 
 
 def labelled(y: np.ndarray, kind: str) -> np.ndarray:
@@ -101,42 +141,87 @@ def labelled(y: np.ndarray, kind: str) -> np.ndarray:
     return mask
 
 
-def infer_task(name: str, y_train: np.ndarray, kind: str | None = None) -> Task:
+def _inferred_kind(values: np.ndarray, integral: bool) -> tuple[str, str | None]:
+    """The kind whole-number or real labels suggest, and a note when the guess is not obvious."""
+    n = len(values)
+    if not integral or n == 0:
+        return "regression", None
+    index_coded = bool(np.array_equal(values, np.arange(n)))
+    listed = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if n > 4 else "")
+    if n <= 2:
+        if set(values.tolist()) <= {0, 1}:
+            return "binary", None
+        return "binary", f"{n} distinct whole-number labels ({listed}) read as two classes"
+    if n <= MAX_INFERRED_CLASSES:
+        return "classification", None if index_coded else f"{n} distinct whole-number labels ({listed}) read as {n} classes"
+    return "regression", f"{n} distinct whole-number labels read as a quantity (regression)"
+
+
+def infer_task(name: str, y_train: np.ndarray, kind: str | None = None, metric: str | None = None) -> Task:
     """Build a :class:`Task` from training labels, inferring the kind when not given.
 
-    Whole-number labels 0/1 are ``binary``; 3 to 100 distinct non-negative whole numbers
-    are ``classification``; anything else is ``regression``. Missing labels (NaN; -1 for
-    classes) are ignored here and masked out of losses and metrics. Pass ``kind`` to override.
+    Whole-number labels with two distinct values are ``binary``; with 3 to
+    :data:`MAX_INFERRED_CLASSES` values ``classification``; anything else is ``regression``. Class labels need not be ``0..C-1``: their sorted values become
+    the classes. Missing labels (NaN; -1 for classes) are ignored here and masked out of
+    losses and metrics. A guess worth telling the user is in :attr:`Task.note`.
+
+    Args:
+        name: the task's name.
+        y_train: its training labels.
+        kind: the kind, when the config gives it.
+        metric: the metric's name (default: the kind's).
 
     Raises:
-        ConfigError: when labels do not fit the requested kind, or none is present.
+        ConfigError: labels that do not fit the requested kind, none present, or a
+            metric that does not apply to the kind.
     """
     y = np.asarray(y_train)
     yf = y.astype(np.float64)
     present = yf[~np.isnan(yf)] if y.ndim == 1 else yf
     integral = y.ndim == 1 and bool(np.all(np.mod(present, 1) == 0))
+    values = np.unique(present[present != -1]) if integral else np.array([])
+    note = None
     if kind is None:
-        values = np.unique(present[present != -1]) if integral else np.array([])
-        if integral and set(values.tolist()) == {0, 1}:
-            kind = "binary"
-        # Many distinct whole numbers (counts, prices) are more likely a quantity than classes.
-        elif integral and 2 < len(values) <= 100 and values.min() >= 0:
-            kind = "classification"
-        else:
-            kind = "regression"
+        kind, note = _inferred_kind(values, integral)
+        if note:
+            note = f"task '{name}': {note} (set tasks.{name}.kind to change it)"
     have = yf[labelled(yf, kind)]
     if len(have) == 0:
         raise ConfigError(f"task '{name}': y_train has no labels (every value is missing)")
+    if metric is not None and kind not in get_metric(metric).kinds:
+        raise ConfigError(f"field 'tasks.{name}.metric': '{metric}' does not apply to a {kind} task (use one of: {', '.join(metric_names(kind))})")
     if kind in ("classification", "binary") and not integral:
         raise ConfigError(f"task '{name}': kind {kind} needs integer labels in a 1-D y_train, got dtype {y.dtype} shape {y.shape}")
     if kind == "binary":
-        if not set(np.unique(have).tolist()) <= {0, 1}:
-            raise ConfigError(f"task '{name}': binary labels must be 0 or 1 (-1 or NaN: missing), got values {sorted(np.unique(have).tolist())[:5]}")
-        return Task(name, "binary", 1)
+        classes = tuple(values.tolist()) if not set(values.tolist()) <= {0, 1} else (0.0, 1.0)
+        if len(classes) != 2:
+            raise ConfigError(f"task '{name}': binary labels must take two values (-1 or NaN: missing), got {sorted(values.tolist())[:5]}")
+        return Task(name, "binary", 1, classes=classes, metric_name=metric, note=note)
     if kind == "classification":
-        if have.min() < 0:
-            raise ConfigError(f"task '{name}': class labels must be 0..C-1 (-1 or NaN: missing), got {int(have.min())} in y_train")
-        return Task(name, "classification", int(have.max()) + 1)
+        if len(values) < 2:
+            raise ConfigError(f"task '{name}': classification needs at least two classes in y_train, got {values.tolist()}")
+        return Task(name, "classification", len(values), classes=tuple(values.tolist()), metric_name=metric, note=note)
     have = have.reshape(len(have), -1)
     scale = float(have.std()) or 1.0
-    return Task(name, "regression", have.shape[1], y_shift=float(have.mean()), y_scale=scale)
+    return Task(name, "regression", have.shape[1], y_shift=float(have.mean()), y_scale=scale, metric_name=metric, note=note)
+
+
+# Share of the majority class above which accuracy says little: predicting that class
+# alone scores at least this much.
+MAJORITY_WARNING = 0.9
+
+
+def task_notes(task: Task, data, reported: bool = True) -> list[str]:
+    """What is worth telling the user about a task before it runs: a guessed kind, and,
+    for a ``reported`` (target) task, accuracy on labels dominated by one class."""
+    notes = [task.note] if task.note else []
+    if reported and task.kind != "regression" and task.scorer.name == "accuracy":
+        y = np.asarray(data.y_train, dtype=np.float64)
+        y = y[labelled(y, task.kind)]
+        share = float(np.unique(y, return_counts=True)[1].max() / len(y))
+        if share > MAJORITY_WARNING:
+            notes.append(
+                f"task '{task.name}': {share:.0%} of the training labels are one class, so predicting it alone scores "
+                f"{share:.2f} accuracy; set tasks.{task.name}.metric to balanced_accuracy, f1_macro, roc_auc or average_precision"
+            )
+    return notes

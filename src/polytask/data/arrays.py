@@ -97,16 +97,15 @@ def check_task_data(data: TaskData, task: Task) -> None:
         if not have.any():
             raise ConfigError(f"{where}: y_{split} has no labels for task '{task.name}' (every value is missing)")
         y = y[have]
-        if task.kind == "classification":
-            out = y[(y < 0) | (y >= task.n_outputs) | (np.mod(y, 1) != 0)]
-            if len(out):
+        if task.kind in ("classification", "binary"):
+            if np.any(np.mod(y, 1) != 0):
+                raise ConfigError(f"{where}: y_{split} has non-integer labels (e.g. {y[np.mod(y, 1) != 0][0]!r}); task '{task.name}' is {task.kind}")
+            unknown = y[~np.isin(y, np.asarray(task.classes, dtype=np.float64))]
+            if len(unknown):
+                listed = ", ".join(f"{c:g}" for c in task.classes[:10]) + (", ..." if len(task.classes) > 10 else "")
                 raise ConfigError(
-                    f"{where}: label {out[0].item()!r} in y_{split} is out of range; task '{task.name}' has classes "
-                    f"0..{task.n_outputs - 1} (from y_train; -1 or NaN mark a missing label)"
+                    f"{where}: label {unknown[0].item()!r} in y_{split} is not a class of task '{task.name}' "
+                    f"(classes from y_train: {listed}; -1 or NaN mark a missing label)"
                 )
-        elif task.kind == "binary":
-            out = y[(y != 0) & (y != 1)]
-            if len(out):
-                raise ConfigError(f"{where}: label {out[0].item()!r} in y_{split} is not 0 or 1 (task '{task.name}' is binary; -1 or NaN: missing)")
         elif y.reshape(len(y), -1).shape[1] != task.n_outputs:
             raise ConfigError(f"{where}: y_{split} has {y.reshape(len(y), -1).shape[1]} targets per row, y_train has {task.n_outputs}")

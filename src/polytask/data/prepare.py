@@ -136,6 +136,8 @@ def prepare_task(
         y_tr[hidden] = np.nan
     else:
         x_tr, y_tr = x_tr[idx], y_tr[idx]
+    # Regression targets are standardized with this run's training labels, like its inputs.
+    task = task.scaled_to(y_tr)
     tensors = _standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
     splits = [Split(x, task.encode_targets(y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
     return PreparedTask(task, *splits)

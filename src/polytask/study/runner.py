@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from polytask.data.augment import build_augmenter
 from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
-from polytask.errors import ConfigError
+from polytask.errors import ConfigError, PolytaskWarning
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
@@ -49,7 +50,7 @@ from polytask.study.fingerprint import data_digest, module_digest, pretrained_di
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.progress import StudyProgress
 from polytask.study.store import ResultStore, write_atomic
-from polytask.tasks import Task, infer_task
+from polytask.tasks import Task, infer_task, task_notes
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
 
@@ -121,9 +122,14 @@ class Study:
                 raise ConfigError(f"field 'tasks.{name}.data': missing, and no in-memory data was given for task '{name}'")
             else:
                 d = load_data(tcfg.data)
-            tasks[name] = infer_task(name, d.y_train, tcfg.kind)
+            tasks[name] = infer_task(name, d.y_train, tcfg.kind, tcfg.metric)
             check_task_data(d, tasks[name])
             raw[name] = d
+        self.notes = []
+        for name in tasks:
+            self.notes += task_notes(tasks[name], raw[name], reported=self.config.tasks[name].role == "target")
+        for note in self.notes:
+            warnings.warn(note, PolytaskWarning, stacklevel=2)
         self._check_shapes(raw)
         self._check_leaks(raw)
         self._split_keys = input_groups(raw)
@@ -138,6 +144,12 @@ class Study:
             self._loaded = None
             raise
         return self._loaded
+
+    def resolved_config(self) -> StudyConfig:
+        """The config with every task's kind written out, as inferred from its labels."""
+        _, tasks = self.load()
+        resolved = {n: t.model_copy(update={"kind": tasks[n].kind}) for n, t in self.config.tasks.items()}
+        return self.config.model_copy(update={"tasks": resolved})
 
     @property
     def fingerprint(self) -> str:
@@ -426,9 +438,10 @@ class Study:
         out = Path(out) if out is not None else Path("runs") / self.config.name
         self.load()
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        write_atomic(out / "config.yaml", yaml.safe_dump(self.resolved_config().model_dump(mode="json", by_alias=True), sort_keys=False))
         fingerprint = self.fingerprint
-        write_atomic(out / STUDY_FILE, json.dumps({"fingerprint": fingerprint, "parts": self._fingerprint_parts, "versions": versions()}, indent=2))
+        record = {"fingerprint": fingerprint, "parts": self._fingerprint_parts, "versions": versions(), "notes": self.notes}
+        write_atomic(out / STUDY_FILE, json.dumps(record, indent=2))
         store = ResultStore(out / "results.jsonl")
         done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == fingerprint}
         pending = [s for s in plan_runs(self.config) if s.run_id not in done]
@@ -536,11 +549,14 @@ def _run_job(out: str, spec: RunSpec) -> dict[str, Any]:
     return _ACTIVE.execute(Path(out), spec)
 
 
-def study_file_fingerprint(out: Path) -> str:
-    """The fingerprint a study folder was last run with (from ``study.json``)."""
+def study_record(out: Path) -> dict[str, Any]:
+    """What ``study.json`` holds: the fingerprint a study folder was last run with, its
+    parts, the versions and the notes about the input."""
     path = Path(out) / STUDY_FILE
     try:
-        return json.loads(path.read_text())["fingerprint"]
+        record = json.loads(path.read_text())
+        record["fingerprint"]
+        return record
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError(f"'{out}' has no readable {STUDY_FILE}; expected the file 'polytask compare' writes there (rerun compare to recreate it)") from None
 
@@ -565,9 +581,11 @@ def finalize(out: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"{cfg_path}: not valid YAML ({getattr(e, 'problem', e)}); expected the config polytask wrote there") from None
     config = validate(raw, source=str(cfg_path))
-    fingerprint = study_file_fingerprint(out)
+    record = study_record(out)
+    fingerprint = record["fingerprint"]
     rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
     summary = summarize(rows, config)
+    summary["warnings"] = [*record.get("notes", []), *summary["warnings"]]
     relate = load_relate(out)
     if relate is not None:
         summary["relate"] = relate_summary(relate, summary, fingerprint)
