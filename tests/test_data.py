@@ -123,15 +123,32 @@ def test_prepare_same_seed_same_split_and_fractions_nested():
     fam = make_task_family(n_tasks=1, n_target=200, n_test=50, seed=0)
     d = fam["target"]
     task = infer_task("target", d.y_train)
-    a = prepare_task(d, task, seed=1, fraction=0.25)
-    b = prepare_task(d, task, seed=1, fraction=0.25)
-    c = prepare_task(d, task, seed=2, fraction=0.25)
+    a = prepare_task(d, task, seed=1, fraction=0.25, validation="fixed")
+    b = prepare_task(d, task, seed=1, fraction=0.25, validation="fixed")
+    c = prepare_task(d, task, seed=2, fraction=0.25, validation="fixed")
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.val.x, b.val.x)
     assert not torch.equal(a.val.x, c.val.x)
     assert abs(len(a.val) - 40) <= 2 and len(a.test) == 50  # per-class rounding
     assert abs(len(a.train) - 40) <= 4
     # Tabular inputs are standardized with the run's training rows.
     assert a.train.x.mean(0).abs().max() < 1e-5
+
+
+def test_validation_shrinks_with_the_fraction_nested_with_a_floor_per_class():
+    from polytask.data.splits import validation_subset
+
+    y = np.repeat([0, 1, 2], [300, 200, 100])
+    small, large = (validation_subset(y, f, rng_for(4, "t", "val-fraction"), stratify=True) for f in (0.01, 0.5))
+    assert set(small) <= set(large)  # nested
+    assert np.bincount(y[small]).tolist() == [5, 5, 5]  # the floor: five rows of every class
+    assert np.bincount(y[large]).tolist() == [150, 100, 50]
+    shared = validation_subset(y, 0.01, rng_for(4, "group", "val-fraction"), stratify=False, min_rows=40)
+    assert len(shared) == 40
+    # Through prepare_task: fewer validation rows at a small fraction, all of them with validation: fixed.
+    fam = make_task_family(n_tasks=1, n_target=1000, n_test=50, seed=0)
+    d, task = fam["target"], infer_task("target", fam["target"].y_train)
+    full, tiny = prepare_task(d, task, seed=1, fraction=1.0), prepare_task(d, task, seed=1, fraction=0.01)
+    assert len(tiny.val) == 5 * task.n_outputs < len(full.val) == len(prepare_task(d, task, seed=1, fraction=0.01, validation="fixed").val)
 
 
 def test_prepare_images_resize_and_keep_background_zero():

@@ -90,3 +90,16 @@ def test_stratify_is_refused_for_a_file_that_several_tasks_read(tmp_path):
         _study({"a": _task(csv, "a", stratify=True), "b": {**_task(csv, "b"), "role": "source"}}).load()
     raw, _ = _study({"a": _task(csv, "a", stratify=True)}, strategies=["scratch"]).load()
     assert set(np.unique(raw["a"].y_test)) == set(np.unique(raw["a"].y_train))
+
+
+def test_tasks_sharing_inputs_keep_the_same_shrunken_validation_rows(shared_family):
+    import torch
+
+    study = Study(
+        {"name": "v", "seeds": 1, "tasks": {"target": {}, "aux": {"role": "source"}}, "strategies": ["scratch", "mtl"], "train": FAST_TRAIN},
+        data=shared_family,
+    )
+    for fraction in (0.1, 0.5):
+        a, b = study.prepare("target", 0, fraction), study.prepare("aux", 0, fraction)
+        assert torch.equal(a.val.x, b.val.x) and torch.equal(a.train.x, b.train.x)
+        assert len(a.val) < len(study.prepare("target", 0, 1.0).val)

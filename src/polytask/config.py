@@ -437,6 +437,10 @@ class StudyConfig(_Frozen):
             ``{mylm: "hf:/models/my-bert"}``, so strategies can say ``fine-tune:mylm``.
         save_models: keep each run's trained backbone under ``<out>/models/`` so a later
             study can start from it (``run:<out>/<task>/<strategy>/seed<k>``).
+        validation: ``shrink`` (default): each run validates on a share of the validation
+            split that shrinks with its fraction (at least 5 rows per class, 30 for
+            regression), so a low-label run does not pick its epoch on many more labels
+            than it trains on; ``fixed``: every run validates on the whole split.
         allow_overlap: run even though some test rows of a target are training or
             validation inputs of another task (refused by default: a model trained on that
             task has seen them, so the target's test score is not a test).
@@ -456,6 +460,7 @@ class StudyConfig(_Frozen):
     domain_adapt: DomainAdaptConfig = Field(DomainAdaptConfig(), alias="domain-adapt")
     sources: dict[str, str] = Field(default_factory=dict)
     save_models: bool = False
+    validation: Literal["shrink", "fixed"] = "shrink"
     allow_overlap: bool = False
 
     @model_validator(mode="before")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from polytask.data.arrays import TaskData, is_text
-from polytask.data.splits import holdout, rng_for, subsample
+from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
 from polytask.errors import ConfigError
 from polytask.tasks import Task
 
@@ -96,6 +96,8 @@ def prepare_task(
     split_key: str | None = None,
     hide_labels: bool = False,
     encode: Callable[[list[str]], torch.Tensor] | None = None,
+    validation: str = "shrink",
+    val_min_rows: int = MIN_VAL_ROWS,
 ) -> PreparedTask:
     """Tensors for one run of ``task`` at ``seed`` using ``fraction`` of its training rows.
 
@@ -118,6 +120,14 @@ def prepare_task(
             (training on one shared batch); the labelled rows are those ``fraction``
             would keep.
         encode: tokenizer of the text backbone, for text inputs.
+        validation: ``shrink``: the validation split shrinks with the fraction (a nested
+            prefix of the seed's validation rows, at least 5 rows per class, or
+            ``val_min_rows`` for regression and shared carves), so a run at 5% of the
+            labels does not select its epoch on many more labels than it trains on; the
+            rows left out are used by no task. ``fixed``: every fraction validates on
+            the whole validation split.
+        val_min_rows: the floor of a shrunken validation split that is not stratified.
+            Tasks sharing one carve must pass the same value to keep the same rows.
     """
     stratify = task.kind != "regression" and split_key is None
     key = split_key or task.name
@@ -128,6 +138,9 @@ def prepare_task(
         x_tr, y_tr = x_tr[keep], y_tr[keep]
     else:
         x_va, y_va = data.x_val, data.y_val
+    if validation == "shrink":
+        kept = validation_subset(y_va, fraction, rng_for(seed, key, "val-fraction"), stratify, val_min_rows)
+        x_va, y_va = x_va[kept], y_va[kept]
     idx = subsample(y_tr, fraction, rng_for(seed, key, "fraction"), stratify)
     if hide_labels:
         hidden = np.ones(len(y_tr), dtype=bool)

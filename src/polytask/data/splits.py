@@ -50,3 +50,26 @@ def subsample(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify
         idx = rng.permutation(idx)
         chosen.append(idx[: max(1, int(round(fraction * len(idx))))])
     return np.sort(np.concatenate(chosen))
+
+
+# The fewest validation rows a shrunken validation split keeps: per class, and in all for
+# regression (or for tasks that share one unstratified carve).
+MIN_VAL_PER_CLASS = 5
+MIN_VAL_ROWS = 30
+
+
+def validation_subset(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool, min_rows: int = MIN_VAL_ROWS) -> np.ndarray:
+    """Indices of the validation rows a run at ``fraction`` keeps: a nested prefix.
+
+    ``max(fraction * n, floor)`` rows, the floor being :data:`MIN_VAL_PER_CLASS` rows of
+    each class when ``stratify`` (or all of a smaller class), else ``min_rows``. For one
+    generator state a smaller fraction keeps a prefix of a larger one's rows.
+    """
+    if fraction >= 1.0:
+        return np.arange(len(y))
+    chosen = []
+    for idx in _by_class(y, stratify):
+        idx = rng.permutation(idx)
+        floor = min(MIN_VAL_PER_CLASS, len(idx)) if stratify else min(min_rows, len(idx))
+        chosen.append(idx[: max(floor, int(round(fraction * len(idx))))])
+    return np.sort(np.concatenate(chosen))

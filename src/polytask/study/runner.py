@@ -31,6 +31,7 @@ from polytask.data.augment import build_augmenter
 from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
+from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
 from polytask.errors import ConfigError, PolytaskWarning
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
@@ -133,6 +134,12 @@ class Study:
         self._check_shapes(raw)
         self._check_leaks(raw)
         self._split_keys = input_groups(raw)
+        # Tasks sharing one carve keep one shrunken validation split: floors of the group.
+        self._val_floor: dict[str, int] = {}
+        for name, key in self._split_keys.items():
+            t = tasks[name]
+            floor = MIN_VAL_PER_CLASS * (2 if t.kind == "binary" else t.n_outputs) if t.kind != "regression" else MIN_VAL_ROWS
+            self._val_floor[key] = max(self._val_floor.get(key, 0), floor)
         self._check_rep_grad()
         self._loaded = raw, tasks  # what the checks below read through self.load()
         try:
@@ -269,7 +276,18 @@ class Study:
         key = self._split_keys.get(task)
         encode = self.encoder(source) if is_text(raw[task].x_train) else None
         size = self.config.model.image_size
-        return prepare_task(raw[task], tasks[task], seed, fraction, size, split_key=key, hide_labels=hide_labels, encode=encode)
+        return prepare_task(
+            raw[task],
+            tasks[task],
+            seed,
+            fraction,
+            size,
+            split_key=key,
+            hide_labels=hide_labels,
+            encode=encode,
+            validation=self.config.validation,
+            val_min_rows=self._val_floor.get(key, MIN_VAL_ROWS),
+        )
 
     # ---- running ----------------------------------------------------------------------
 
