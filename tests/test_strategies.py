@@ -20,7 +20,7 @@ def study(tiny_family, tmp_path):
 
 
 def test_registry_lists_the_four_strategies():
-    assert strategy_names() == ["scratch", "mtl", "feature-extraction", "fine-tune", "domain-adapt"]
+    assert strategy_names() == ["scratch", "mtl", "mtl-per-target", "feature-extraction", "fine-tune", "domain-adapt"]
 
 
 @pytest.mark.parametrize("strategy", SUPERVISED)
@@ -55,8 +55,9 @@ def test_pretrained_layers_are_trained_once_per_seed_and_reused(study, monkeypat
         for strategy in ("feature-extraction", "fine-tune"):
             assert s.execute(out, RunSpec("target", strategy, fraction, 0))["status"] == "ok"
     assert calls == [0]
-    assert (out / "pretrained" / "target" / "seed0.pt").exists()
-    cached = torch.load(out / "pretrained" / "target" / "seed0.pt", weights_only=True)
+    # One target: pretraining reads the sources alone, the same for every fraction.
+    assert (out / "pretrained" / "target" / "1" / "seed0.pt").exists()
+    cached = torch.load(out / "pretrained" / "target" / "1" / "seed0.pt", weights_only=True)
     assert cached["fingerprint"] == s.fingerprint
 
 

@@ -36,24 +36,24 @@ def test_run_writes_rows_summary_and_report(tiny_family, tmp_path):
 def test_interrupted_study_resumes_without_redoing_finished_runs(tiny_family, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_family, strategies=["scratch", "mtl"])
     study = Study(cfg, data=tiny_family)
-    real = Study.execute
+    real = Study.execute_job
     done = []
 
-    def interrupt_after_three(self, out, spec, callbacks=()):
+    def interrupt_after_three(self, out, job, callbacks=()):
         if len(done) == 3:
             raise KeyboardInterrupt
-        done.append(spec.run_id)
-        return real(self, out, spec, callbacks)
+        done.extend(s.run_id for s in job.specs)
+        return real(self, out, job, callbacks)
 
-    monkeypatch.setattr(Study, "execute", interrupt_after_three)
+    monkeypatch.setattr(Study, "execute_job", interrupt_after_three)
     with pytest.raises(KeyboardInterrupt):
         study.run(out=tmp_path, progress=False)
     assert _ids(tmp_path) == done
     before = (tmp_path / "results.jsonl").read_bytes()
 
-    monkeypatch.setattr(Study, "execute", real)
+    monkeypatch.setattr(Study, "execute_job", real)
     rerun = []
-    monkeypatch.setattr(Study, "execute", lambda self, out, spec, callbacks=(): rerun.append(spec.run_id) or real(self, out, spec, callbacks))
+    monkeypatch.setattr(Study, "execute_job", lambda self, out, job, callbacks=(): rerun.extend(s.run_id for s in job.specs) or real(self, out, job, callbacks))
     Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
     assert set(rerun).isdisjoint(done) and len(rerun) == 8 - 3
     assert (tmp_path / "results.jsonl").read_bytes().startswith(before)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,14 +68,46 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Te
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: PreparedTask, split: Split) -> tuple[float, float]:
-    """Primary metric and mean loss of ``model`` on one split of ``task`` (eval mode)."""
+def _outputs(model: nn.Module, task: PreparedTask, split: Split) -> torch.Tensor:
+    """Head outputs of ``model`` for every row of ``split`` (eval mode, in batches)."""
     was = model.training
     model.eval()
     outs = [model(x, task.task.name) for x in split.x.split(EVAL_BATCH)]
     model.train(was)
-    out = torch.cat(outs)
+    return torch.cat(outs)
+
+
+def evaluate(model: nn.Module, task: PreparedTask, split: Split) -> tuple[float, float]:
+    """Primary metric and mean loss of ``model`` on one split of ``task`` (eval mode)."""
+    out = _outputs(model, task, split)
     return task.task.score(out, split.y), task.task.loss(out, split.y).item()
+
+
+@dataclass
+class Predictions:
+    """A model's predictions on the labelled rows of one split, as the metric reads them.
+
+    Attributes:
+        metric: the task's metric on these rows.
+        truth: labels (class indices, or values in the target's units).
+        pred: class probabilities ``[N, C]``, probability of class 1 ``[N]``, or values ``[N, K]``.
+    """
+
+    metric: float
+    truth: np.ndarray
+    pred: np.ndarray
+
+
+def predict(model: nn.Module, task: PreparedTask, split: Split) -> Predictions:
+    """Predictions of ``model`` on the labelled rows of ``split``, with the task's metric.
+
+    Kept per test row so the analysis can resample test rows (their sampling error is
+    part of how sure a comparison is).
+    """
+    out = _outputs(model, task, split)
+    mask = task.task.labelled_rows(split.y)
+    truth, pred = task.task.truth(split.y[mask]), task.task.predictions(out[mask])
+    return Predictions(task.task.scorer.score(truth, pred), truth, pred)
 
 
 def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.Tensor]:
@@ -182,12 +215,25 @@ def _check_rep_grad(model: nn.Module, data: dict[str, PreparedTask], weighting: 
     return x
 
 
-def _criterion(select: str, data: dict[str, PreparedTask]):
-    """Validation criterion, higher is better: one task's metric, or minus the mean loss."""
-    if select == "loss":
+def _criterion(select: str | Sequence[str], data: dict[str, PreparedTask]):
+    """Validation criterion, higher is better: one task's metric, minus the mean loss, or
+    for several tasks the mean of their metrics, each signed so that higher is better and
+    divided by its value at the first evaluation, so that tasks of different scales (an
+    accuracy, an RMSE in dollars) weigh alike."""
+    if isinstance(select, str) and select == "loss":
         return lambda metrics, losses: -sum(losses.values()) / len(losses)
-    sign = 1.0 if higher_is_better(data[select].task.metric) else -1.0
-    return lambda metrics, losses: sign * metrics[select]
+    names = [select] if isinstance(select, str) else list(select)
+    sign = {n: 1.0 if higher_is_better(data[n].task.metric) else -1.0 for n in names}
+    if len(names) == 1:
+        return lambda metrics, losses: sign[names[0]] * metrics[names[0]]
+    first: dict[str, float] = {}
+
+    def mean_relative(metrics: dict[str, float], losses: dict[str, float]) -> float:
+        if not first:
+            first.update({n: abs(metrics[n]) if math.isfinite(metrics[n]) and metrics[n] != 0 else 1.0 for n in names})
+        return sum(sign[n] * metrics[n] / first[n] for n in names) / len(names)
+
+    return mean_relative
 
 
 def fit(
@@ -195,7 +241,7 @@ def fit(
     data: dict[str, PreparedTask],
     train: TrainConfig,
     seed: int,
-    select: str | Callable[[nn.Module], float] = "loss",
+    select: str | Sequence[str] | Callable[[nn.Module], float] = "loss",
     param_groups: list[dict[str, Any]] | None = None,
     callbacks: Sequence[Any] = (),
     weighting: Weighting | None = None,
@@ -218,8 +264,10 @@ def fit(
         data: prepared tasks to train on (their validation splits drive selection).
         train: optimizer and stopping rules.
         seed: fixes batch order and dropout.
-        select: task whose primary validation metric picks the best epoch, ``"loss"``
-            for the mean validation loss over all tasks, or a function ``select(model)``
+        select: task whose primary validation metric picks the best epoch, several
+            tasks (the mean of their metrics relative to the first evaluation; one model
+            for several targets), ``"loss"`` for the mean validation loss over all tasks,
+            or a function ``select(model)``
             scoring the model after each epoch, higher is better (e.g. a domain
             adaptation validator that needs no target labels).
         param_groups: AdamW parameter groups (e.g. a lower learning rate for pretrained

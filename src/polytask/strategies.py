@@ -24,7 +24,7 @@ from torch import nn
 from polytask.config import StudyConfig
 from polytask.data.prepare import PreparedTask, Split
 from polytask.digest import state_digest, tensor_digest
-from polytask.engine import EVAL_BATCH, evaluate, fit, seed_everything
+from polytask.engine import EVAL_BATCH, Predictions, fit, predict, seed_everything
 from polytask.models.architectures import build_multitask_model
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params, feature_statistics
 from polytask.models.pretrained import is_pretrained
@@ -40,6 +40,9 @@ class RunContext:
     """Everything a strategy needs for one run ``(target, fraction, seed)``.
 
     Attributes:
+        target: the target task (for a joint strategy, the first of ``targets``).
+        targets: the target tasks one run learns: ``(target,)``, or every target of the
+            study for a joint strategy (one model for all of them).
         input_shape: shape of one sample as backbones take it (``TEXT_SHAPE`` for text).
         prepare: ``prepare(task_name, fraction, hide_labels=False, source=None)`` gives
             that task's tensors for this seed (``hide_labels``: every training row, the
@@ -71,6 +74,10 @@ class RunContext:
     augment: Callable[..., dict[str, Any]] = lambda source=None: {}
     feature_cache: FeatureCache = field(default_factory=lambda: FeatureCache())
     callbacks: Sequence[Any] = ()
+    targets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.targets = tuple(self.targets) or (self.target,)
 
 
 @dataclass
@@ -87,13 +94,22 @@ class RunOutcome:
     epochs: int
     best_epoch: int
     pretrain_seconds: float = 0.0
+    train_labels: int = 0
+    val_labels: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     # The trained shared layers (kept when the study saves models; never in results.jsonl).
     backbone: nn.Module | None = field(default=None, repr=False, compare=False)
+    # Per labelled test row, what the metric read (saved beside results.jsonl, for resampling).
+    predictions: Predictions | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> dict[str, Any]:
         """The fields written to ``results.jsonl``."""
-        return {k: v for k, v in self.__dict__.items() if k != "backbone"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("backbone", "predictions")}
+
+
+def label_counts(target: PreparedTask) -> dict[str, int]:
+    """Labelled training and validation rows of a run: the labels it used."""
+    return {split: int(target.task.labelled_rows(getattr(target, split).y).sum()) for split in ("train", "val")}
 
 
 @dataclass
@@ -115,21 +131,25 @@ class Preflight:
     backbone: Callable[..., nn.Module]
 
 
-StrategyFn = Callable[[RunContext], RunOutcome]
+StrategyFn = Callable[[RunContext], "RunOutcome | dict[str, RunOutcome]"]
 CheckFn = Callable[[Preflight, "str | None"], None]
 STRATEGIES: Registry[StrategyFn] = Registry("strategy")
 PRETRAINED: set[str] = set()
+# strategies that train one model for every target at once and return an outcome per target
+JOINT: set[str] = set()
 # strategy -> the keyword argument that ``<strategy>:<value>`` fills
 ARGUMENTS: dict[str, str] = {}
 # strategy -> its check, run before anything of a study is written
 CHECKS: dict[str, CheckFn] = {}
 
 
-def register_strategy(name: str, uses_pretrained: bool = False, argument: str | None = None, check: CheckFn | None = None):
+def register_strategy(name: str, uses_pretrained: bool = False, argument: str | None = None, check: CheckFn | None = None, joint: bool = False):
     """Decorator registering a strategy function; a duplicate name raises.
 
     Args:
         name: the strategy's name in configs.
+        joint: one run learns every target of the study with one model, and returns
+            ``{target: RunOutcome}`` (``ctx.targets`` lists them).
         uses_pretrained: the strategy starts from pretrained shared layers (the study's
             own, unless a source is named), so parallel execution can train those first.
         argument: keyword of the function that ``name:<value>`` sets (``mtl:pcgrad``
@@ -149,6 +169,8 @@ def register_strategy(name: str, uses_pretrained: bool = False, argument: str | 
             ARGUMENTS[name] = argument
         if check:
             CHECKS[name] = check
+        if joint:
+            JOINT.add(name)
         return fn
 
     return wrap
@@ -178,6 +200,11 @@ def get_strategy(name: str) -> StrategyFn:
     return functools.partial(fn, **{ARGUMENTS[base]: value}) if value else fn
 
 
+def is_joint(strategy: str) -> bool:
+    """Whether ``strategy`` trains one model for every target (``mtl``, ``mtl:<method>``)."""
+    return strategy.partition(":")[0] in JOINT
+
+
 def uses_transfer_source(strategy: str) -> bool:
     """Whether ``strategy`` starts from pretrained layers (in-study or ``:<source>``)."""
     return strategy.partition(":")[0] in PRETRAINED
@@ -195,19 +222,25 @@ def _train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, Prep
     return _outcome(ctx, model, target, result)
 
 
-def _outcome(ctx: RunContext, model: nn.Module, target: PreparedTask, result) -> RunOutcome:
-    """Test once (after model selection) and collect the run's numbers."""
-    test, _ = evaluate(model, target, target.test)
+def _outcome(ctx: RunContext, model: nn.Module, target: PreparedTask, result, name: str | None = None) -> RunOutcome:
+    """Test once (after model selection) and collect the run's numbers for task ``name``
+    (default: the run's target)."""
+    name = name or ctx.target
+    test = predict(model, target, target.test)
+    labels = label_counts(target)
     return RunOutcome(
-        test=test,
-        val=result.best_val[ctx.target],
+        test=test.metric,
+        val=result.best_val[name],
         train_seconds=result.seconds,
         trainable_params=count_params(model, trainable_only=True),
         backbone_params=count_params(model) - count_params(model.heads),
-        head_params=count_params(model.heads[ctx.target]),
+        head_params=count_params(model.heads[name]),
         epochs=result.epochs,
         best_epoch=result.best_epoch,
+        train_labels=labels["train"],
+        val_labels=labels["val"],
         backbone=getattr(model, "backbone", None),
+        predictions=test,
     )
 
 
@@ -220,24 +253,10 @@ def scratch(ctx: RunContext) -> RunOutcome:
     return _train_and_test(ctx, model, {ctx.target: target}, target)
 
 
-@register_strategy("mtl", argument="weighting")
-def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
-    """All tasks at once: shared backbone, a head each, tasks balanced by a weighting method.
-
-    The target uses the run's fraction; every other task uses all of its training data,
-    exactly the data the transfer strategies pretrain on. A ``model.backbone`` with
-    pretrained weights starts from them (every task fine-tunes one shared pretrained
-    network); other backbones start from a random initialization. ``weighting`` defaults to the
-    config's ``mtl.weighting`` (equal weights unless set). ``mtl.sampling`` sets how often
-    each task's rows are drawn. With gradients on the representation (``mtl.rep_grad``,
-    ``mgda-ub``) every task trains on one shared batch: the target keeps all of its rows,
-    its labels outside the run's fraction hidden.
-    """
+def _multitask_model(ctx: RunContext, data: dict[str, PreparedTask], weighting: str | None):
+    """The model, the weighting method and the engine options of a multi-task run."""
     cfg = ctx.config.mtl
     name = weighting or cfg.weighting
-    rep_grad = cfg.uses_rep_grad(name)
-    data = {n: ctx.prepare(n, ctx.fraction if n == ctx.target else 1.0, rep_grad and n == ctx.target) for n in ctx.tasks}
-    target = data[ctx.target]
     method = create_weighting(name, len(data), seed=ctx.seed, **cfg.hparams(name))
     sampling = None
     if cfg.sampling != "uniform":
@@ -247,7 +266,45 @@ def mtl(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
     arch = ctx.config.model
     new = functools.partial(ctx.new_backbone, ctx.input_shape, pretrained=is_pretrained(arch.backbone))
     model = build_multitask_model(arch.architecture, new, ctx.input_shape, [d.task for d in data.values()], **arch.architecture_options())
-    return _train_and_test(ctx, model, data, target, weighting=method, sampling=sampling, rep_grad=rep_grad)
+    return model, {"weighting": method, "sampling": sampling, "rep_grad": cfg.uses_rep_grad(name)}
+
+
+@register_strategy("mtl", argument="weighting", joint=True)
+def mtl(ctx: RunContext, weighting: str | None = None) -> dict[str, RunOutcome]:
+    """One model for every target: shared backbone, a head per task, balanced by a weighting method.
+
+    The model you would deploy: every target at the run's fraction, every source task
+    with all of its training data (exactly the data in-study pretraining for a target uses
+    besides that target's own). The epoch is chosen on the mean over targets of each
+    target's validation metric relative to its first value; each target's test metric is
+    that one model's. A ``model.backbone`` with pretrained weights starts from them (every
+    task fine-tunes one shared pretrained network); others start from a random
+    initialization. ``weighting`` defaults to the config's ``mtl.weighting`` (equal
+    weights unless set); ``mtl.sampling`` sets how often each task's rows are drawn. With
+    gradients on the representation (``mtl.rep_grad``, ``mgda-ub``) every task trains on
+    one shared batch: targets keep all of their rows, labels outside the fraction hidden.
+    """
+    rep_grad = ctx.config.mtl.uses_rep_grad(weighting or ctx.config.mtl.weighting)
+    targets = set(ctx.targets)
+    data = {n: ctx.prepare(n, ctx.fraction if n in targets else 1.0, rep_grad and n in targets) for n in ctx.tasks}
+    model, options = _multitask_model(ctx, data, weighting)
+    result = fit(model, data, ctx.config.train, ctx.seed, select=list(ctx.targets), callbacks=ctx.callbacks, augment=ctx.augment(None), **options)
+    return {t: _outcome(ctx, model, data[t], result, t) for t in ctx.targets}
+
+
+@register_strategy("mtl-per-target", argument="weighting")
+def mtl_per_target(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
+    """A multi-task model for one target: the other tasks, in full, help this one target.
+
+    The target at the run's fraction, every other task (other targets included) with all
+    of its training data; the epoch is chosen on the target's validation metric. One
+    model per target, so it answers "does joint training help this task?" rather than
+    "what does one shared model cost?" (that is ``mtl``).
+    """
+    rep_grad = ctx.config.mtl.uses_rep_grad(weighting or ctx.config.mtl.weighting)
+    data = {n: ctx.prepare(n, ctx.fraction if n == ctx.target else 1.0, rep_grad and n == ctx.target) for n in ctx.tasks}
+    model, options = _multitask_model(ctx, data, weighting)
+    return _train_and_test(ctx, model, data, data[ctx.target], **options)
 
 
 def _stay_in_eval(module: nn.Module, inputs) -> None:
@@ -366,10 +423,14 @@ def fine_tune(ctx: RunContext, source: str | None = None) -> RunOutcome:
 def pretrain(ctx: RunContext) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
     """Shared layers trained jointly on every task except the target (a head each).
 
-    Uses all training data of those tasks and selects the epoch with the lowest mean
-    validation loss. Returns the backbone's and the heads' state dicts and the seconds it took.
+    The other targets at the run's fraction (``ctx.fraction``) and the sources with all of
+    their training data: exactly what ``mtl`` trains on besides the target itself, so
+    transfer and multi-task learning see the same data. Selects the epoch with the lowest
+    mean validation loss. Returns the backbone's and the heads' state dicts and the
+    seconds it took.
     """
-    data = {n: ctx.prepare(n, 1.0) for n in ctx.tasks if n != ctx.target}
+    targets = set(ctx.config.targets)
+    data = {n: ctx.prepare(n, ctx.fraction if n in targets else 1.0) for n in ctx.tasks if n != ctx.target}
     seed_everything(ctx.seed)
     model = MultiTaskModel(ctx.new_backbone(ctx.input_shape), [d.task for d in data.values()])
     result = fit(model, data, ctx.config.train, ctx.seed, select="loss", callbacks=ctx.callbacks, augment=ctx.augment(None))

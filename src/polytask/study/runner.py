@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import io
 import json
 import multiprocessing as mp
 import queue
@@ -32,6 +33,7 @@ from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
+from polytask.engine import Predictions
 from polytask.errors import ConfigError, PolytaskWarning
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
@@ -43,12 +45,13 @@ from polytask.strategies import (
     RunOutcome,
     check_strategy,
     get_strategy,
+    is_joint,
     pretrain,
     uses_study_pretraining,
     uses_transfer_source,
 )
 from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
-from polytask.study.plan import RunSpec, plan_runs
+from polytask.study.plan import Job, RunSpec, plan_jobs
 from polytask.study.progress import StudyProgress
 from polytask.study.store import ResultStore, write_atomic
 from polytask.tasks import Task, infer_task, task_notes
@@ -291,13 +294,20 @@ class Study:
 
     # ---- running ----------------------------------------------------------------------
 
-    def _pretrained_path(self, out: Path, target: str, seed: int) -> Path:
-        return out / "pretrained" / target / f"seed{seed}.pt"
+    def _pretrain_fraction(self, fraction: float) -> float:
+        """The fraction in-study pretraining for a run at ``fraction`` uses: the other
+        targets' (sources always use all their rows). With one target it uses sources
+        alone, so every fraction shares one pretraining."""
+        return fraction if len(self.config.targets) > 1 else 1.0
 
-    def _context(self, out: Path, spec: RunSpec, callbacks=()) -> RunContext:
+    def _pretrained_path(self, out: Path, target: str, seed: int, fraction: float) -> Path:
+        return out / "pretrained" / target / f"{self._pretrain_fraction(fraction):g}" / f"seed{seed}.pt"
+
+    def _context(self, out: Path, spec: RunSpec, callbacks=(), targets: tuple[str, ...] = ()) -> RunContext:
         _, tasks = self.load()
         return RunContext(
             target=spec.task,
+            targets=targets,
             fraction=spec.fraction,
             seed=spec.seed,
             config=self.config,
@@ -344,8 +354,10 @@ class Study:
 
         A named ``source`` (or a ``model.backbone`` with pretrained weights) is loaded as
         shipped. Otherwise: shared layers pretrained on every task but ``spec.task`` for
-        ``spec.seed``, trained once per (target, seed) and cached in the study folder, so
-        every fraction and both transfer strategies of that seed start from the same weights.
+        ``spec.seed`` (the other targets at the run's fraction, the sources in full),
+        trained once per (target, seed, fraction) and cached in the study folder, so both
+        transfer strategies start from the same weights (and, with one target, every
+        fraction too).
         """
         self.load()
         shape = self._shapes[spec.task]
@@ -358,12 +370,13 @@ class Study:
         return backbone, float(cached["seconds"])
 
     def _pretrained_cache(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:
-        """The cached in-study pretraining of (target, seed): backbone and heads' states."""
-        path = self._pretrained_path(out, spec.task, spec.seed)
+        """The cached in-study pretraining of (target, seed, fraction): backbone and heads' states."""
+        path = self._pretrained_path(out, spec.task, spec.seed, spec.fraction)
         fingerprint = self.fingerprint
         cached = torch.load(path, weights_only=True) if path.exists() else None
         if cached is None or cached.get("fingerprint") != fingerprint or "heads" not in cached:
-            state, heads, seconds = pretrain(self._context(out, RunSpec(spec.task, "pretrain", 1.0, spec.seed), callbacks))
+            pre = RunSpec(spec.task, "pretrain", self._pretrain_fraction(spec.fraction), spec.seed)
+            state, heads, seconds = pretrain(self._context(out, pre, callbacks))
             cached = {"state": state, "heads": heads, "seconds": seconds, "fingerprint": fingerprint}
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -405,9 +418,7 @@ class Study:
     def _save_backbone(self, out: Path, spec: RunSpec, backbone: nn.Module) -> None:
         """Keep a run's trained shared layers for ``run:<out>/<task>/<strategy>/seed<k>``."""
         path = out / "models" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.pt"
-        from polytask.strategies import PRETRAINED
-
-        source = self.config.transfer_source(spec.strategy) if spec.strategy.partition(":")[0] in PRETRAINED else None
+        source = self.config.transfer_source(spec.strategy) if uses_transfer_source(spec.strategy) else None
         name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else None)
         if name is None:
             return  # the user's own module: nothing a later study could rebuild by name
@@ -416,38 +427,61 @@ class Study:
         save_backbone(path, backbone, name, self.config.model, self._shapes[spec.task])
 
     def execute(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:
-        """Run one cell and return its results row; failures become ``status: failed`` rows."""
+        """Run one cell and return its row (a joint strategy's job runs whole; nothing is stored)."""
+        job = Job(spec.strategy, spec.fraction, spec.seed, tuple(self.config.targets) if is_joint(spec.strategy) else (spec.task,))
+        return next(r for r in self.execute_job(out, job, callbacks) if r["task"] == spec.task)
+
+    def execute_job(self, out: Path, job: Job, callbacks=()) -> list[dict[str, Any]]:
+        """Train one job's model and return a row per cell; a failure fails every cell of it.
+
+        Each cell's test predictions go to ``predictions/`` before its row is returned, so
+        a stored row always has them.
+        """
         _, tasks = self.load()
-        row: dict[str, Any] = {
-            "run_id": spec.run_id,
-            "task": spec.task,
-            "strategy": spec.strategy,
-            "fraction": spec.fraction,
-            "seed": spec.seed,
-            "metric": tasks[spec.task].metric,
-            "fingerprint": self.fingerprint,
-            "versions": versions(),
+        rows = {
+            spec.task: {
+                "run_id": spec.run_id,
+                "task": spec.task,
+                "strategy": spec.strategy,
+                "fraction": spec.fraction,
+                "seed": spec.seed,
+                "metric": tasks[spec.task].metric,
+                "model_id": job.model_id,
+                "fingerprint": self.fingerprint,
+                "versions": versions(),
+            }
+            for spec in job.specs
         }
         try:
-            outcome: RunOutcome = get_strategy(spec.strategy)(self._context(out, spec, callbacks))
-            row.update(outcome.record(), status="ok", error=None)
-            if self.config.save_models and outcome.backbone is not None:
-                self._save_backbone(out, spec, outcome.backbone)
+            ctx = self._context(out, job.specs[0], callbacks, targets=job.tasks)
+            result = get_strategy(job.strategy)(ctx)
+            outcomes: dict[str, RunOutcome] = result if isinstance(result, dict) else {job.tasks[0]: result}
+            for spec in job.specs:
+                outcome = outcomes[spec.task]
+                if outcome.predictions is not None:
+                    save_predictions(out, spec, outcome.predictions)
+                rows[spec.task].update(outcome.record(), status="ok", error=None)
+                if self.config.save_models and outcome.backbone is not None:
+                    self._save_backbone(out, spec, outcome.backbone)
         except (KeyboardInterrupt, ConfigError):
             raise
         except Exception as e:  # a failing run is recorded and the study goes on
             last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
             where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
-            row.update(status="failed", error=f"{type(e).__name__}: {e}{where}".replace("\n", " "))
-        row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        return row
+            error = f"{type(e).__name__}: {e}{where}".replace("\n", " ")
+            for row in rows.values():
+                row.update(status="failed", error=error)
+                for k in ("test", "val"):
+                    row.pop(k, None)
+        finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+        return [{**row, "finished_at": finished} for row in rows.values()]
 
     def run(self, out: str | Path | None = None, workers: int = 1, progress: bool = True) -> dict[str, Any]:
         """Run every pending cell of the grid, then write ``summary.json`` and ``report.html``.
 
         Args:
             out: study folder (default ``runs/<name>``); finished runs found there are kept.
-            workers: processes running cells in parallel (1: in this process).
+            workers: processes running jobs in parallel (1: in this process).
             progress: show progress bars on stderr.
 
         Returns:
@@ -461,49 +495,57 @@ class Study:
         record = {"fingerprint": fingerprint, "parts": self._fingerprint_parts, "versions": versions(), "notes": self.notes}
         write_atomic(out / STUDY_FILE, json.dumps(record, indent=2))
         store = ResultStore(out / "results.jsonl")
-        done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == fingerprint}
-        pending = [s for s in plan_runs(self.config) if s.run_id not in done]
-        with StudyProgress(total=len(pending), enabled=progress) as bar:
+        pending = self.pending_jobs(store)
+        with StudyProgress(total=sum(len(j.tasks) for j in pending), enabled=progress) as bar:
             if workers <= 1 or len(pending) <= 1:
-                for spec in pending:
-                    bar.start_run(spec.run_id)
-                    row = self.execute(out, spec, callbacks=[bar])
-                    store.append(row)
-                    bar.finish_run(row)
+                for job in pending:
+                    bar.start_run(job.label)
+                    for row in self.execute_job(out, job, callbacks=[bar]):
+                        store.append(row)
+                        bar.finish_run(row)
             else:
                 self._run_parallel(out, pending, workers, store, bar)
         return finalize(out)
 
-    def _run_parallel(self, out: Path, pending: list[RunSpec], workers: int, store: ResultStore, bar: StudyProgress) -> None:
-        """Run cells in forked worker processes, storing each row as it arrives.
+    def pending_jobs(self, store: ResultStore) -> list[Job]:
+        """The jobs with a cell that has no finished row under this study's fingerprint."""
+        done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == self.fingerprint}
+        return [j for j in plan_jobs(self.config) if any(s.run_id not in done for s in j.specs)]
+
+    def _run_parallel(self, out: Path, pending: list[Job], workers: int, store: ResultStore, bar: StudyProgress) -> None:
+        """Run jobs in forked worker processes, storing each row as it arrives.
 
         On Ctrl-C (or any error here) the workers are terminated at once: what has not
         started is dropped, every row already returned is stored, and the caller reraises.
         """
         global _ACTIVE
         _ACTIVE = self
-        # Pretrained layers first, one job per (target, seed), so no two runs train the same ones.
-        needs = sorted({(s.task, s.seed) for s in pending if uses_study_pretraining(s.strategy, self.config)})
+        # Pretrained layers first, one job per (target, seed, fraction), so no two runs train the same ones.
+        needs = sorted(
+            {(s.task, s.seed, self._pretrain_fraction(s.fraction)) for j in pending for s in j.specs if uses_study_pretraining(s.strategy, self.config)}
+        )
         arrived: queue.Queue = queue.Queue()
         pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
         try:
-            for job in [pool.apply_async(_pretrain_job, (str(out), t, s)) for t, s in needs]:
-                job.wait()
-            for spec in pending:
-                pool.apply_async(_run_job, (str(out), spec), callback=arrived.put, error_callback=arrived.put)
+            for waiting in [pool.apply_async(_pretrain_job, (str(out), RunSpec(t, "pretrain", f, s))) for t, s, f in needs]:
+                waiting.wait()
+            for job in pending:
+                pool.apply_async(_run_job, (str(out), job), callback=arrived.put, error_callback=arrived.put)
             pool.close()
             for _ in pending:
-                row = arrived.get()
-                if isinstance(row, BaseException):
-                    raise row  # a ConfigError a run found: the study cannot go on
-                store.append(row)
-                bar.finish_run(row)
+                rows = arrived.get()
+                if isinstance(rows, BaseException):
+                    raise rows  # a ConfigError a run found: the study cannot go on
+                for row in rows:
+                    store.append(row)
+                    bar.finish_run(row)
         except BaseException:
             pool.terminate()
             while not arrived.empty():
-                row = arrived.get_nowait()
-                if not isinstance(row, BaseException):
-                    store.append(row)
+                rows = arrived.get_nowait()
+                if not isinstance(rows, BaseException):
+                    for row in rows:
+                        store.append(row)
             raise
         finally:
             pool.join()
@@ -556,15 +598,27 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _pretrain_job(out: str, target: str, seed: int) -> None:
+def _pretrain_job(out: str, spec: RunSpec) -> None:
     try:
-        _ACTIVE._pretrained(Path(out), RunSpec(target, "pretrain", 1.0, seed))
-    except Exception:  # the dependent runs retry it and record the failure themselves
-        pass
+        _ACTIVE._pretrained(Path(out), spec)
+    except Exception:
+        return  # the dependent runs retry it and record the failure themselves
 
 
-def _run_job(out: str, spec: RunSpec) -> dict[str, Any]:
-    return _ACTIVE.execute(Path(out), spec)
+def _run_job(out: str, job: Job) -> list[dict[str, Any]]:
+    return _ACTIVE.execute_job(Path(out), job)
+
+
+def predictions_path(out: Path, spec: RunSpec) -> Path:
+    """Where a cell's test predictions are kept: ``predictions/<task>/<strategy>/<fraction>/seed<k>.npz``."""
+    return Path(out) / "predictions" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.npz"
+
+
+def save_predictions(out: Path, spec: RunSpec, predictions: Predictions) -> None:
+    """Write a cell's per-row test labels and predictions atomically (read by the analysis)."""
+    buf = io.BytesIO()
+    np.savez(buf, truth=predictions.truth, pred=predictions.pred.astype(np.float32))
+    write_atomic(predictions_path(out, spec), buf.getvalue())
 
 
 def study_record(out: Path) -> dict[str, Any]:

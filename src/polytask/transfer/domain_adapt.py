@@ -69,7 +69,7 @@ from torch import Tensor, nn
 from polytask.data.loaders import load_data
 from polytask.data.prepare import PreparedTask, Split, _standardize, as_model_input
 from polytask.data.splits import rng_for, subsample
-from polytask.engine import EVAL_BATCH, evaluate, fit, seed_everything
+from polytask.engine import EVAL_BATCH, evaluate, fit, predict, seed_everything
 from polytask.errors import ConfigError
 from polytask.models.multitask import MultiTaskModel, count_params
 from polytask.models.pretrained import is_pretrained
@@ -343,7 +343,7 @@ def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
     result = fit(model, {ctx.target: source}, ctx.config.train, ctx.seed, select=selection, callbacks=ctx.callbacks, penalty=penalty)
 
     final = selection.prepared(model)  # the restored best state, recalibrated for AdaBN
-    test, _ = evaluate(final, target, target.test)
+    test = predict(final, target, target.test)
     val, _ = evaluate(final, target, target.val)
     sign = 1.0 if higher_is_better(task.metric) else -1.0
     history = selection.target_val_
@@ -365,7 +365,7 @@ def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
     }
     own = count_params(penalty.adapter, trainable_only=True) if penalty is not None else 0
     return RunOutcome(
-        test=test,
+        test=test.metric,
         val=val,
         train_seconds=result.seconds,
         trainable_params=count_params(model, trainable_only=True) + own,
@@ -373,6 +373,11 @@ def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
         head_params=count_params(model.heads[ctx.target]),
         epochs=result.epochs,
         best_epoch=result.best_epoch,
+        # The target's labels this run used: none. Its validation labels are read only to
+        # measure the oracle gap afterwards, never to train or to select.
+        train_labels=0,
+        val_labels=0,
         extra=extra,
         backbone=final.backbone,
+        predictions=test,
     )
