@@ -20,7 +20,7 @@ def study(tiny_family, tmp_path):
 
 
 def test_registry_lists_the_four_strategies():
-    assert strategy_names() == ["scratch", "mtl", "mtl-per-target", "feature-extraction", "fine-tune", "domain-adapt"]
+    assert strategy_names() == ["scratch", "aa-control", "mtl", "mtl-per-target", "feature-extraction", "fine-tune", "domain-adapt"]
 
 
 @pytest.mark.parametrize("strategy", SUPERVISED)

@@ -1,17 +1,24 @@
-"""From run rows to the study's answer: per-cell statistics, paired tests against scratch,
-negative-transfer verdicts, Δm, cost, and a recommendation per task and fraction.
+"""From run rows to the study's answer: per-cell intervals, paired verdicts against a
+reference with a practical margin, negative transfer, the recommendation per task and
+fraction, the study-level answer (one shared model or a model per target), Δm and cost.
 
 Conventions:
-- Deltas are signed so that positive means better than the reference, in the metric's
-  own units (for a lower-is-better metric: reference minus strategy).
-- Tests are two-sided paired t-tests over seeds (``scipy.stats.ttest_rel``): the same
-  seed gives every strategy the same validation carve, training subset and (where the
-  architecture matches) initialization, so differences are paired.
-- Each cell is tested against its ``reference``: scratch, except a ``domain-adapt:<method>``
-  cell when the study has ``domain-adapt:source-only``, which is tested against that (same
-  task, fraction and seed: paired), so a method is judged by what adaptation adds to the
-  same source training. ``p_value`` and ``verdict`` refer to the reference;
-  ``delta_vs_scratch`` is filled only where the reference is scratch.
+- Differences are signed so that positive means better than the reference, in the
+  metric's own units (for a lower-is-better metric: reference minus strategy).
+- Each cell is compared with its ``reference``: scratch; for a ``domain-adapt:<method>``
+  cell, the study's ``domain-adapt:source-only`` when present (the same source training
+  without adaptation). Comparisons are paired over seeds and over test rows
+  (:mod:`polytask.comparison`), with a margin per task (``tasks.<t>.margin``; default
+  0.01 for bounded scores, 1% of scratch's value for error metrics).
+- Verdicts: ``equivalent`` (TOST within the margin), ``better`` / ``worse`` (``worse`` is
+  negative transfer), ``inconclusive`` (neither; with an approximate number of seeds
+  that would settle it), ``baseline`` for scratch. "Not significant" is never reported as
+  "the same". With ``analysis.correction: holm`` (default) the p-values of all
+  non-baseline cells are Holm-adjusted, once for the difference tests and once for the
+  equivalence tests; raw p-values are kept.
+- A recommendation picks only what the user can run (with the target's labels withheld,
+  strategies that never read them), prefers a cheaper strategy only when it is
+  non-inferior to the best one, and says when the answer is inconclusive.
 - Δm (Maninis et al. 2019) is the mean over target tasks of the signed relative
   difference to scratch, in percent; positive means better than scratch.
 """
@@ -20,132 +27,128 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from polytask.comparison import ALPHA, Comparison, RowPredictions, Scores, cell_interval, clip_interval, compare, holm, seeded, seeds_to_settle, verdict
 from polytask.config import StudyConfig
+from polytask.metrics import get_metric
 from polytask.tasks import higher_is_better
 
-ALPHA = 0.05
-TEST_NAME = "paired t-test over seeds, two-sided (scipy.stats.ttest_rel), alpha 0.05"
 DOMAIN_ADAPT = "domain-adapt"
 DA_REFERENCE = "domain-adapt:source-only"
+# The A/A control (strategy ``aa-control``): scratch again with its own initialization and
+# batch order. Its verdicts measure how often the machinery calls noise a difference.
+CONTROL = "aa-control"
+# A cheaper strategy must cost under this share of the best one's to be recommended instead
+# (wall times vary by several percent between runs, more on a shared machine).
+CHEAPER = 0.8
+TEST_NAME = (
+    "paired over seeds and test rows: t interval of the mean difference with the seeds' spread and the test rows' "
+    "sampling error (Welch-Satterthwaite df); equivalence by two one-sided tests (TOST) within the task's margin; alpha 0.05"
+)
 
-
-def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, tuple[float, float] | None]:
-    """Mean, sample standard deviation and Student-t confidence interval of ``values``.
-
-    With one value the interval is undefined (``None``) and the deviation is 0.
-    """
-    x = np.asarray(values, dtype=float)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, 0.0, None
-    sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / math.sqrt(len(x))
-    return m, sd, (m - half, m + half)
-
-
-def paired(a: dict[int, float], b: dict[int, float], sign: float) -> tuple[float | None, float | None, int]:
-    """Mean signed difference ``sign * (a - b)`` over shared seeds, its paired-t p-value, and n.
-
-    When every difference is the same the t statistic is undefined; the p-value is then
-    0 for a non-zero difference and 1 for none (no variation means no noise to test).
-    """
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return None, None, 0
-    d = np.array([sign * (a[s] - b[s]) for s in seeds])
-    if len(d) < 2:
-        return float(d.mean()), None, len(d)
-    if np.allclose(d, d[0], rtol=0, atol=1e-12):
-        return float(d.mean()), (0.0 if abs(d[0]) > 1e-12 else 1.0), len(d)
-    p = float(stats.ttest_rel(sign * np.array([a[s] for s in seeds]), sign * np.array([b[s] for s in seeds])).pvalue)
-    return float(d.mean()), p, len(d)
-
-
-def _verdict(delta: float | None, p: float | None) -> str:
-    if p is None or delta is None:
-        return "inconclusive"
-    if p < ALPHA:
-        return "better" if delta > 0 else "worse"
-    return "same"
+RowLookup = Callable[[dict[str, Any]], "RowPredictions | None"]
 
 
 def _ordered(values, order: list) -> list:
     return sorted(set(values), key=lambda v: (order.index(v) if v in order else len(order), v))
 
 
-def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]:
+def _reference(strategy: str, strategies: list[str]) -> str:
+    """What a strategy's verdict compares it with: scratch, or for a domain adaptation method
+    the study's ``domain-adapt:source-only`` (the same source training without adaptation)."""
+    base, _, method = strategy.partition(":")
+    if base == DOMAIN_ADAPT and method != "source-only" and DA_REFERENCE in strategies:
+        return DA_REFERENCE
+    return "scratch"
+
+
+def _labels_withheld(config: StudyConfig, task: str) -> bool:
+    """Whether the target's labels are withheld (``unlabeled:``): only strategies that never
+    read them are what the user could run; the others are references."""
+    t = config.tasks.get(task)
+    return bool(t is not None and t.unlabeled not in (None, False))
+
+
+def _runnable(strategy: str, withheld: bool) -> bool:
+    if strategy == CONTROL:
+        return False
+    return strategy.partition(":")[0] == DOMAIN_ADAPT if withheld else True
+
+
+class _Cells:
+    """Rows grouped by cell, with their scores (and test-row predictions, loaded once)."""
+
+    def __init__(self, rows: list[dict[str, Any]], lookup: RowLookup | None, reps: int):
+        self.by_cell: dict[tuple, dict[int, dict]] = defaultdict(dict)
+        for r in rows:
+            self.by_cell[(r["task"], r["strategy"], r["fraction"])][r["seed"]] = r
+        self.lookup = lookup
+        self.reps = reps
+        self._scores: dict[tuple, Scores] = {}
+
+    def scores(self, key: tuple) -> Scores | None:
+        if key not in self.by_cell:
+            return None
+        if key not in self._scores:
+            runs = self.by_cell[key]
+            metric = get_metric(next(iter(runs.values()))["metric"])
+            kept = {s: self.lookup(r) for s, r in runs.items()} if self.lookup else {}
+            self._scores[key] = Scores(metric, {s: float(r["test"]) for s, r in runs.items()}, {s: v for s, v in kept.items() if v is not None})
+        return self._scores[key]
+
+    def compare(self, a: tuple, b: tuple, margin: float) -> Comparison | None:
+        sa, sb = self.scores(a), self.scores(b)
+        if sa is None or sb is None:
+            return None
+        return compare(sa, sb, margin, self.reps, seeded(*a, *b))
+
+
+def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup | None = None) -> dict[str, Any]:
     """The study summary written to ``summary.json``.
 
     Args:
-        rows: results rows (only ``status: ok`` rows enter the statistics).
-        config: the study's config (names, order of tasks and strategies).
+        rows: results rows; for each run id the last row counts (a resumed study may have
+            re-run a failed cell), and only ``status: ok`` rows enter the statistics.
+        config: the study's config (names, order, margins, correction).
+        lookup: ``lookup(row)`` returns that run's test labels and predictions (None when
+            not kept); without them intervals cover the seeds' spread only.
     """
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("test") is not None and math.isfinite(r["test"])]
-    failed = [{"run_id": r["run_id"], "error": r.get("error")} for r in rows if r.get("status") != "ok"]
-    # Last row wins for a run id (a resumed study may re-run a failed cell).
     latest: dict[str, dict] = {}
-    for r in ok:
+    for r in rows:
         latest[r["run_id"]] = r
-    by_cell: dict[tuple, dict[int, dict]] = defaultdict(dict)
-    for r in latest.values():
-        by_cell[(r["task"], r["strategy"], r["fraction"])][r["seed"]] = r
+    ok = [r for r in latest.values() if r.get("status") == "ok" and r.get("test") is not None and math.isfinite(r["test"])]
+    failed = [{"run_id": r["run_id"], "error": r.get("error")} for r in latest.values() if r.get("status") != "ok"]
+    cells_by = _Cells(ok, lookup, config.analysis.bootstrap)
+    keys = list(cells_by.by_cell)
+    tasks = _ordered([k[0] for k in keys], config.targets)
+    strategies = _ordered([k[1] for k in keys], config.strategies)
+    fractions = sorted({k[2] for k in keys})
 
-    tasks = _ordered([k[0] for k in by_cell], config.targets)
-    strategies = _ordered([k[1] for k in by_cell], config.strategies)
-    fractions = sorted({k[2] for k in by_cell})
-    metric_of = {r["task"]: r["metric"] for r in latest.values()}
-
-    def scores(task, strategy, fraction) -> dict[int, float]:
-        return {s: r["test"] for s, r in by_cell.get((task, strategy, fraction), {}).items()}
-
-    cells = []
+    cells, comparisons = [], []
     for task in tasks:
-        sign = 1.0 if higher_is_better(metric_of[task]) else -1.0
         for fraction in fractions:
-            base = scores(task, "scratch", fraction)
+            margin = _margin(config, cells_by, task, fraction)
             for strategy in strategies:
-                vals = scores(task, strategy, fraction)
-                if not vals:
+                key = (task, strategy, fraction)
+                if key not in cells_by.by_cell:
                     continue
-                reference = _reference(strategy, strategies)
-                m, sd, ci = mean_ci(list(vals.values()))
-                cell = {
-                    "task": task,
-                    "strategy": strategy,
-                    "fraction": fraction,
-                    "metric": metric_of[task],
-                    "mean": m,
-                    "std": sd,
-                    "ci95": list(ci) if ci else None,
-                    "n": len(vals),
-                    "seeds": sorted(vals),
-                    "reference": reference,
-                    "delta_vs_reference": None,
-                    "delta_vs_scratch": None,
-                    "p_value": None,
-                    "verdict": "baseline" if strategy == "scratch" else "inconclusive",
-                    "train_seconds": float(np.mean([r["train_seconds"] for r in by_cell[(task, strategy, fraction)].values()])),
-                }
-                selection = _selection(by_cell[(task, strategy, fraction)].values())
-                if selection:
-                    cell["selection"] = selection
-                ref = base if reference == "scratch" else scores(task, reference, fraction)
-                if strategy != "scratch" and ref:
-                    delta, p, _ = paired(vals, ref, sign)
-                    cell.update(delta_vs_reference=delta, p_value=p, verdict=_verdict(delta, p))
-                    if reference == "scratch":
-                        cell.update(delta_vs_scratch=delta)
+                cell = _cell(cells_by, key, strategies, margin)
+                if strategy != "scratch":
+                    c = cells_by.compare(key, (task, cell["reference"], fraction), margin)
+                    if c is not None:
+                        comparisons.append((cell, c))
                 cells.append(cell)
+    _verdicts(comparisons, config.analysis.correction, cells_by)
 
     return {
         "study": config.name,
         "test": TEST_NAME,
         "alpha": ALPHA,
+        "correction": config.analysis.correction,
         "sign_convention": (
             "delta_vs_reference, delta_vs_scratch and delta_m_percent: positive = better than the cell's reference / scratch / scratch, "
             "in the metric's units / in percent"
@@ -154,16 +157,97 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig) -> dict[str, Any]
         "strategies": strategies,
         "fractions": fractions,
         "cells": cells,
-        "recommendations": _recommend(cells, by_cell, tasks, fractions, metric_of),
+        "recommendations": _recommend(config, cells, cells_by, tasks, fractions),
+        "study_answer": _study_answer(config, cells, cells_by, tasks, fractions, strategies),
         "by_strategy": _by_strategy(cells, tasks, strategies),
         "delta_m": _delta_m(cells, tasks, strategies, fractions),
-        "cost": _cost(latest.values(), tasks, strategies),
+        "cost": _cost(ok, config, strategies),
+        "pretraining": _pretraining(ok, config),
         # Augmentation is part of the comparison's conditions: the same for every strategy.
         "augment": {n: dict(t.augment) for n, t in config.tasks.items() if t.augment},
-        "warnings": _version_warnings(latest.values()),
-        "runs": {"ok": len(latest), "failed": len(failed), "planned": config.seeds * len(config.targets) * len(config.fractions) * len(config.strategies)},
+        "warnings": _version_warnings(ok),
+        "runs": {"ok": len(ok), "failed": len(failed), "planned": config.seeds * len(config.targets) * len(config.fractions) * len(config.strategies)},
         "failed": failed,
     }
+
+
+def _margin(config: StudyConfig, cells_by: _Cells, task: str, fraction: float) -> float:
+    """The task's practical margin: the config's, else its metric's default (0.01, or 1%
+    of scratch's mean for error metrics)."""
+    given = config.tasks[task].margin if task in config.tasks else None
+    if given is not None:
+        return float(given)
+    base = cells_by.scores((task, "scratch", fraction))
+    any_key = next(k for k in cells_by.by_cell if k[0] == task and k[2] == fraction)
+    scores = base or cells_by.scores(any_key)
+    return scores.metric.default_margin(float(np.mean(list(scores.by_seed.values()))))
+
+
+def _cell(cells_by: _Cells, key: tuple, strategies: list[str], margin: float) -> dict[str, Any]:
+    task, strategy, fraction = key
+    runs = cells_by.by_cell[key]
+    scores = cells_by.scores(key)
+    interval = cell_interval(scores, cells_by.reps, seeded(*key))
+    labels = [r.get("train_labels", 0) + r.get("val_labels", 0) for r in runs.values() if "train_labels" in r]
+    cell = {
+        "task": task,
+        "strategy": strategy,
+        "fraction": fraction,
+        "metric": scores.metric.key,
+        "mean": interval.mean,
+        "std": interval.sd,
+        "ci95": list(clip_interval(interval.bounds(0.95), scores.metric) or []) or None,
+        "n": interval.n,
+        "seeds": sorted(runs),
+        "test_rows_resampled": interval.row_var is not None,
+        "labels_used": float(np.mean(labels)) if labels else None,
+        "reference": _reference(strategy, strategies) if strategy != "scratch" else None,
+        "margin": margin,
+        "delta_vs_reference": None,
+        "delta_vs_scratch": None,
+        "n_paired": None,
+        "p_value": None,
+        "p_equivalence": None,
+        "verdict": "baseline" if strategy == "scratch" else "inconclusive",
+        "train_seconds": float(np.mean([r["train_seconds"] for r in runs.values()])),
+        "pretrain_seconds": float(np.mean([r.get("pretrain_seconds") or 0.0 for r in runs.values()])),
+        "backbone_params": int(np.mean([r.get("backbone_params", 0) for r in runs.values()])),
+        "head_params": int(np.mean([r.get("head_params", 0) for r in runs.values()])),
+    }
+    selection = _selection(runs.values())
+    if selection:
+        cell["selection"] = selection
+    return cell
+
+
+def _verdicts(comparisons: list[tuple[dict, Comparison]], correction: str, cells_by: _Cells) -> None:
+    """Fill each compared cell's difference, interval, p-values (corrected) and verdict."""
+    raw_p = [c.p for _, c in comparisons]
+    raw_tost = [c.p_tost for _, c in comparisons]
+    p_adj, tost_adj = (holm(raw_p), holm(raw_tost)) if correction == "holm" else (raw_p, raw_tost)
+    for (cell, c), p, pt in zip(comparisons, p_adj, tost_adj):
+        span = get_metric(cell["metric"]).high - get_metric(cell["metric"]).low
+        clip = span if math.isfinite(span) else None
+        cell.update(
+            delta_vs_reference=c.diff.mean,
+            delta_ci95=list(c.ci(0.95, clip) or []) or None,
+            delta_ci90=list(c.ci(0.90, clip) or []) or None,
+            n_paired=c.n,
+            p_value=p,
+            p_value_raw=c.p,
+            p_equivalence=pt,
+            p_equivalence_raw=c.p_tost,
+            verdict=verdict(c, p, pt),
+        )
+        if c.reason:
+            cell["inconclusive_reason"] = c.reason
+        if cell["verdict"] == "inconclusive":
+            seeds, note = seeds_to_settle(c)
+            cell["settle"] = {"seeds": seeds, "note": note}
+        if c.n != cell["n"]:
+            cell["note"] = f"compared on the {c.n} seed(s) shared with {cell['reference']} (the cell has {cell['n']})"
+        if cell["reference"] == "scratch":
+            cell["delta_vs_scratch"] = c.diff.mean
 
 
 def _version_warnings(rows) -> list[str]:
@@ -180,19 +264,6 @@ def _version_warnings(rows) -> list[str]:
     ]
 
 
-# A tied strategy must train in under this share of the best one's time to be recommended instead.
-CHEAPER = 0.8
-
-
-def _reference(strategy: str, strategies: list[str]) -> str:
-    """What a strategy's verdict compares it with: scratch, or for a domain adaptation method
-    the study's ``domain-adapt:source-only`` (the same source training without adaptation)."""
-    base, _, method = strategy.partition(":")
-    if base == DOMAIN_ADAPT and method != "source-only" and DA_REFERENCE in strategies:
-        return DA_REFERENCE
-    return "scratch"
-
-
 def _selection(runs) -> dict[str, Any] | None:
     """How checkpoints were chosen without target labels (domain adaptation runs), over seeds.
 
@@ -207,60 +278,157 @@ def _selection(runs) -> dict[str, Any] | None:
     return {"validator": ", ".join(validators), "oracle_gap": float(np.mean(gaps)), "oracle_gap_max": float(np.max(gaps)), "n": len(gaps)}
 
 
-def _run_cost(r: dict) -> float:
-    return float(r["train_seconds"]) + float(r.get("pretrain_seconds") or 0.0)
+def _cost_of(cell: dict[str, Any]) -> float:
+    """What one model of a cell costs to train: its training plus the pretraining it needs."""
+    return cell["train_seconds"] + cell["pretrain_seconds"]
 
 
-def _recommend(cells, by_cell, tasks, fractions, metric_of) -> list[dict[str, Any]]:
-    """Per task and fraction: the best strategy, or a cheaper one within noise of it."""
+def _fmt_ci(ci: list[float] | None) -> str:
+    return f"[{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "[undefined]"
+
+
+def _settle_text(cell: dict[str, Any]) -> str:
+    """How many seeds would settle an inconclusive cell, as a clause."""
+    settle = cell.get("settle") or {}
+    if settle.get("seeds"):
+        return f"about {settle['seeds']} seeds would settle it ({settle['note']})"
+    return settle.get("note", "")
+
+
+def _recommend(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions) -> list[dict[str, Any]]:
+    """Per task and fraction: what to use, how sure that is, and why."""
     out = []
     for task in tasks:
-        sign = 1.0 if higher_is_better(metric_of[task]) else -1.0
+        withheld = _labels_withheld(config, task)
         for fraction in fractions:
             here = [c for c in cells if c["task"] == task and c["fraction"] == fraction]
-            if not here:
+            runnable = [c for c in here if _runnable(c["strategy"], withheld)]
+            base = {"task": task, "fraction": fraction}
+            if not runnable:
+                why = "the target's labels are withheld and no strategy that works without them ran" if withheld else "no strategy ran"
+                out.append({**base, "best": None, "highest_mean": None, "confidence": "inconclusive", "reason": why})
                 continue
-            best = max(here, key=lambda c: sign * c["mean"])
-            runs = {c["strategy"]: by_cell[(task, c["strategy"], fraction)] for c in here}
-            cost = {s: float(np.mean([_run_cost(r) for r in rs.values()])) for s, rs in runs.items()}
-            best_scores = {s: r["test"] for s, r in runs[best["strategy"]].items()}
-            tied, untested = [], []
-            for c in here:
-                if c is best:
-                    continue
-                delta, p, _ = paired({s: r["test"] for s, r in runs[c["strategy"]].items()}, best_scores, sign)
-                if p is None:
-                    untested.append(c["strategy"])
-                elif p >= ALPHA:
-                    tied.append((c, delta, p))
-            # Wall times vary by several percent from run to run (more on a shared machine):
-            # only a clearly cheaper strategy is worth recommending over the best mean.
-            cheaper = [t for t in tied if cost[t[0]["strategy"]] < CHEAPER * cost[best["strategy"]]]
+            sign = 1.0 if higher_is_better(runnable[0]["metric"]) else -1.0
+            best = max(runnable, key=lambda c: sign * c["mean"])
             unit = best["metric"]
+            note = " (the target's labels are withheld: only strategies that never read them are candidates)" if withheld else ""
+            # A clearly cheaper strategy that is non-inferior to the best (within the margin) wins.
+            cheaper = []
+            for c in runnable:
+                if c is best or _cost_of(c) >= CHEAPER * _cost_of(best):
+                    continue
+                cmp = cells_by.compare((task, c["strategy"], fraction), (task, best["strategy"], fraction), best["margin"])
+                if cmp is not None and cmp.p_noninferior is not None and cmp.p_noninferior < ALPHA:
+                    cheaper.append((c, cmp))
             if cheaper:
-                pick, delta, p = min(cheaper, key=lambda t: cost[t[0]["strategy"]])
+                pick, cmp = min(cheaper, key=lambda t: _cost_of(t[0]))
+                ci = cmp.ci(0.90)
                 reason = (
-                    f"{pick['strategy']} ({pick['mean']:.4g}) is within noise of the best, {best['strategy']} "
-                    f"({best['mean']:.4g}; difference {delta:+.4g} {unit}, p={p:.2g}), and needs "
-                    f"{1 - cost[pick['strategy']] / max(cost[best['strategy']], 1e-9):.0%} less training time "
-                    f"({cost[pick['strategy']]:.3g} s against {cost[best['strategy']]:.3g} s per run)"
+                    f"{pick['strategy']} ({pick['mean']:.4g}) is not worse than the best mean, {best['strategy']} ({best['mean']:.4g}), "
+                    f"by more than the margin ±{best['margin']:.3g} (difference {cmp.diff.mean:+.3g} {unit}, 90% CI {_fmt_ci(list(ci) if ci else None)}), "
+                    f"and costs {1 - _cost_of(pick) / max(_cost_of(best), 1e-9):.0%} less to train "
+                    f"({_cost_of(pick):.3g} s against {_cost_of(best):.3g} s per model, pretraining included)"
                 )
-                out.append({"task": task, "fraction": fraction, "best": pick["strategy"], "highest_mean": best["strategy"], "reason": reason})
+                out.append({**base, "best": pick["strategy"], "highest_mean": best["strategy"], "confidence": "clear", "reason": reason + note})
                 continue
-            if best["strategy"] == "scratch":
-                reason = f"scratch has the best mean ({best['mean']:.4g} {unit}); no strategy beats it"
-            else:
-                d, p, ref = best["delta_vs_reference"], best["p_value"], best["reference"]
-                vs = f"{d:+.4g} {unit} vs {ref}, p={p:.2g}" if d is not None and p is not None else f"no paired {ref} comparison"
-                reason = f"{best['strategy']} has the best mean ({best['mean']:.4g} {unit}; {vs})"
-            if tied:
-                reason += "; within noise of it but not cheaper: " + ", ".join(t[0]["strategy"] for t in tied)
-            elif untested:
-                reason += "; too few paired seeds to test against: " + ", ".join(untested)
-            elif len(here) > 1:
-                reason += "; every other strategy is significantly worse"
-            out.append({"task": task, "fraction": fraction, "best": best["strategy"], "highest_mean": best["strategy"], "reason": reason})
+            confidence, reason = _standing(best, [c for c in runnable if c is not best], unit)
+            out.append({**base, "best": best["strategy"], "highest_mean": best["strategy"], "confidence": confidence, "reason": reason + note})
     return out
+
+
+def _standing(best: dict[str, Any], others: list[dict[str, Any]], unit: str) -> tuple[str, str]:
+    """How sure the best mean is as an answer, and the sentence that says so."""
+    if best["verdict"] == "baseline":
+        undecided = [c["strategy"] for c in others if c["verdict"] in ("inconclusive", "better")]
+        reason = f"scratch has the highest mean ({best['mean']:.4g} {unit})"
+        if not others:
+            return "clear", reason
+        if not undecided:
+            return "clear", reason + "; every other strategy is worse or equivalent"
+        return "inconclusive", reason + "; not settled against: " + ", ".join(undecided) + " (inconclusive)"
+    if best["delta_vs_reference"] is None:
+        return "inconclusive", f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}); the study has no {best['reference']} runs to compare it with"
+    vs = f"{best['delta_vs_reference']:+.4g} {unit} vs {best['reference']}, 95% CI {_fmt_ci(best.get('delta_ci95'))}"
+    if best["verdict"] == "better":
+        return "clear", f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}) and beats {best['reference']} ({vs})"
+    if best["verdict"] == "equivalent":
+        return "clear", f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}), equivalent to {best['reference']} within ±{best['margin']:.3g} ({vs})"
+    settle = _settle_text(best)
+    return "inconclusive", (
+        f"inconclusive: {best['strategy']} has the highest mean ({best['mean']:.4g} {unit}) but is neither shown better than "
+        f"{best['reference']} nor equivalent to it ({vs})" + (f"; {settle}" if settle else "")
+    )
+
+
+def _study_answer(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions, strategies) -> list[dict[str, Any]]:
+    """With several targets: one shared model for all of them against a model per target.
+
+    Per fraction and joint strategy (``mtl``, ``mtl:<method>``), each target is compared
+    with the best per-target strategy there (by mean). "Equivalent on every task" is an
+    intersection-union test: each task's TOST at 5%, no correction needed.
+    """
+    joint = [s for s in strategies if s.partition(":")[0] == "mtl"]
+    if len(tasks) < 2 or not joint:
+        return []
+    out = []
+    for fraction in fractions:
+        for strategy in joint:
+            per_task, alternatives = [], {}
+            for task in tasks:
+                here = {c["strategy"]: c for c in cells if c["task"] == task and c["fraction"] == fraction}
+                if strategy not in here:
+                    break
+                sign = 1.0 if higher_is_better(here[strategy]["metric"]) else -1.0
+                options = [c for s, c in here.items() if s.partition(":")[0] != "mtl" and _runnable(s, _labels_withheld(config, task))]
+                if not options:
+                    break
+                alt = max(options, key=lambda c: sign * c["mean"])
+                alternatives[task] = alt
+                cmp = cells_by.compare((task, strategy, fraction), (task, alt["strategy"], fraction), here[strategy]["margin"])
+                v = verdict(cmp)
+                noninferior = cmp.p_noninferior is not None and cmp.p_noninferior < ALPHA
+                per_task.append(
+                    {"task": task, "against": alt["strategy"], "verdict": v, "non_inferior": noninferior, "delta": cmp.diff.mean, "ci90": list(cmp.ci(0.90) or []) or None}
+                )
+            if len(per_task) != len(tasks):
+                continue
+            out.append(_shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks))
+    return out
+
+
+def _shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks) -> dict[str, Any]:
+    shared = {c["task"]: c for c in cells if c["strategy"] == strategy and c["fraction"] == fraction}
+    shared_seconds = shared[tasks[0]]["train_seconds"]  # one model for every target
+    separate_seconds = sum(_cost_of(alternatives[t]) for t in tasks)
+    shared_params = shared[tasks[0]]["backbone_params"] + sum(shared[t]["head_params"] for t in tasks)
+    separate_params = sum(alternatives[t]["backbone_params"] + alternatives[t]["head_params"] for t in tasks)
+    verdicts = {p["task"]: p["verdict"] for p in per_task}
+    if all(v == "equivalent" for v in verdicts.values()):
+        answer, verdict_all = "equivalent within the margin on every task", "equivalent"
+    elif all(p["non_inferior"] or p["verdict"] == "better" for p in per_task):
+        better = [p["task"] for p in per_task if p["verdict"] == "better"]
+        answer = "not worse than a model per target by more than the margin on any task" + (f", better on {', '.join(better)}" if better else "")
+        verdict_all = "non-inferior"
+    else:
+        worse = [t for t, v in verdicts.items() if v == "worse"]
+        unsure = [t for t, v in verdicts.items() if v == "inconclusive"]
+        parts = ([f"worse on {', '.join(worse)}"] if worse else []) + ([f"inconclusive on {', '.join(unsure)}"] if unsure else [])
+        answer, verdict_all = "; ".join(parts) or "mixed", "worse" if worse else "inconclusive"
+    ratio = separate_params / shared_params if shared_params else math.nan
+    cost = (
+        f"serving it takes {shared_params:,} parameters and one forward pass per input against {separate_params:,} and {len(tasks)} "
+        f"({ratio:.1f}x as many); training took {shared_seconds:.3g} s against {separate_seconds:.3g} s for the {len(tasks)} separate models"
+    )
+    return {
+        "fraction": fraction,
+        "strategy": strategy,
+        "verdict": verdict_all,
+        "answer": f"one {strategy} model for all {len(tasks)} targets: {answer}; {cost}",
+        "recommended": verdict_all in ("equivalent", "non-inferior"),
+        "per_task": per_task,
+        "train_seconds": {"shared": shared_seconds, "per_target": separate_seconds},
+        "serve_params": {"shared": int(shared_params), "per_target": int(separate_params)},
+    }
 
 
 def _by_strategy(cells, tasks, strategies) -> list[dict[str, Any]]:
@@ -291,10 +459,7 @@ def delta_m(strategy_means: dict[str, float], scratch_means: dict[str, float], m
     Positive means better than the baseline ``B`` (Maninis et al. 2019 define it with the
     opposite sign, as a drop; this keeps one sign convention across polytask).
     """
-    terms = [
-        (1.0 if higher_is_better(metrics[t]) else -1.0) * (strategy_means[t] - scratch_means[t]) / abs(scratch_means[t])
-        for t in strategy_means
-    ]
+    terms = [(1.0 if higher_is_better(metrics[t]) else -1.0) * (strategy_means[t] - scratch_means[t]) / abs(scratch_means[t]) for t in strategy_means]
     return 100.0 * float(np.mean(terms))
 
 
@@ -317,34 +482,51 @@ def _delta_m(cells, tasks, strategies, fractions) -> list[dict[str, Any]]:
     return out
 
 
-def _cost(rows, tasks, strategies) -> list[dict[str, Any]]:
-    """Training time, trainable parameters and what serving every target task takes.
+def _pretraining(rows, config: StudyConfig) -> dict[str, Any]:
+    """In-study pretraining, counted once per (target, seed, fraction it used) whichever
+    strategies reuse it, and shown apart from their training."""
+    several = len(config.targets) > 1
+    done: dict[tuple, float] = {}
+    users: set[str] = set()
+    for r in rows:
+        if (r.get("pretrain_seconds") or 0.0) > 0:
+            done[(r["task"], r["seed"], r["fraction"] if several else 1.0)] = float(r["pretrain_seconds"])
+            users.add(r["strategy"])
+    return {"count": len(done), "seconds_total": float(sum(done.values())), "seconds_mean": float(np.mean(list(done.values()))) if done else 0.0, "used_by": sorted(users)}
 
-    Serving all ``T`` target tasks takes one model per task for single-task strategies
-    (``T`` backbones) and one shared backbone with ``T`` heads for ``mtl``.
+
+def _cost(rows, config: StudyConfig, strategies) -> list[dict[str, Any]]:
+    """Per strategy: what one model costs to train (its own training; the pretraining it
+    reuses is in ``pretraining``), and what serving every target takes.
+
+    Serving all ``T`` targets takes one model per target for single-task strategies (``T``
+    backbones) and one shared backbone with ``T`` heads for a joint ``mtl`` model.
     """
-    rows = list(rows)
     out = []
     for strategy in strategies:
         rs = [r for r in rows if r["strategy"] == strategy]
         if not rs:
             continue
-        per_task = {t: [r for r in rs if r["task"] == t] for t in tasks}
-        per_task = {t: v for t, v in per_task.items() if v}
-        backbone = {t: v[0]["backbone_params"] for t, v in per_task.items()}
-        heads = {t: v[0]["head_params"] for t, v in per_task.items()}
+        models: dict[str, dict] = {}
+        for r in rs:
+            models.setdefault(r.get("model_id") or r["run_id"], r)
+        tasks = sorted({r["task"] for r in rs})
+        per_task = {t: next(r for r in rs if r["task"] == t) for t in tasks}
         shared = strategy.partition(":")[0] == "mtl"
-        serve = (max(backbone.values()) + sum(heads.values())) if shared else sum(backbone[t] + heads[t] for t in per_task)
-        pre = {(r["task"], r["seed"]): r.get("pretrain_seconds") or 0.0 for r in rs}
+        if shared:
+            serve = per_task[tasks[0]]["backbone_params"] + sum(r["head_params"] for r in per_task.values())
+        else:
+            serve = sum(r["backbone_params"] + r["head_params"] for r in per_task.values())
         out.append(
             {
                 "strategy": strategy,
-                "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rs])),
-                "pretrain_seconds_mean": float(np.mean(list(pre.values()))),
-                "trainable_params": int(np.mean([r["trainable_params"] for r in rs])),
+                "models": len(models),
+                "train_seconds_per_model": float(np.mean([r["train_seconds"] for r in models.values()])),
+                "train_seconds_total": float(sum(r["train_seconds"] for r in models.values())),
+                "uses_pretraining": any((r.get("pretrain_seconds") or 0.0) > 0 for r in rs),
+                "trainable_params": int(np.mean([r["trainable_params"] for r in models.values()])),
                 "serve_params_all_targets": int(serve),
-                "backbone_passes_per_input": 1 if shared else len(per_task),
-                "runs": len(rs),
+                "backbone_passes_per_input": 1 if shared else len(tasks),
             }
         )
     return out

@@ -377,6 +377,22 @@ class MTLConfig(BaseModel):
         return self.rep_grad or WEIGHTINGS[method].representation_only
 
 
+class AnalysisConfig(_Frozen):
+    """How results become verdicts (config key ``analysis``); changing it re-analyses a
+    study without rerunning anything.
+
+    Attributes:
+        correction: ``holm`` (default): p-values of every non-baseline cell are adjusted
+            for multiple comparisons (Holm), once for the difference tests and once for the
+            equivalence tests; ``none``: raw p-values decide.
+        bootstrap: resamples of the test rows for metrics that are not a mean of per-row
+            terms (AUC, F1, RMSE, ...); per-row metrics need none.
+    """
+
+    correction: Literal["holm", "none"] = "holm"
+    bootstrap: int = Field(400, ge=50)
+
+
 class ColumnsConfig(_Frozen):
     """Several label columns of one CSV, one task per column (e.g. a multilabel dataset).
 
@@ -449,7 +465,7 @@ class StudyConfig(_Frozen):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = "study"
-    seeds: int = Field(3, ge=1)
+    seeds: int = Field(5, ge=1)
     fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     tasks: dict[str, TaskConfig] = Field(min_length=1)
     model: ModelConfig = ModelConfig()
@@ -459,6 +475,7 @@ class StudyConfig(_Frozen):
     fine_tune: FineTuneConfig = Field(FineTuneConfig(), alias="fine-tune")
     domain_adapt: DomainAdaptConfig = Field(DomainAdaptConfig(), alias="domain-adapt")
     sources: dict[str, str] = Field(default_factory=dict)
+    analysis: AnalysisConfig = AnalysisConfig()
     save_models: bool = False
     validation: Literal["shrink", "fixed"] = "shrink"
     allow_overlap: bool = False

@@ -34,13 +34,22 @@ def _proba_matrix(pred: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
+def _both_classes(y: np.ndarray) -> None:
+    # Ranking metrics are undefined on rows of a single class; scikit-learn raises for AUC
+    # but only warns (and returns a number) for average precision.
+    if len(np.unique(y)) < 2:
+        raise ValueError("rows of a single class")
+
+
 def _roc_auc(y: np.ndarray, pred: np.ndarray) -> float:
+    _both_classes(y)
     if pred.ndim == 1:
         return skm.roc_auc_score(y, pred)
     return skm.roc_auc_score(y, _proba_matrix(pred), multi_class="ovr", labels=np.arange(pred.shape[1]))
 
 
 def _average_precision(y: np.ndarray, pred: np.ndarray) -> float:
+    _both_classes(y)
     if pred.ndim == 1:
         return skm.average_precision_score(y, pred)
     present = np.unique(y)  # a class absent from y has no precision-recall curve

@@ -5,36 +5,62 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-STYLE = {"better": "bold green", "worse": "bold red", "same": "dim", "baseline": "cyan", "inconclusive": "dim"}
+STYLE = {"better": "bold green", "worse": "bold red", "equivalent": "cyan", "baseline": "blue", "inconclusive": "dim"}
+
+
+def _ci(bounds: list[float] | None, signed: bool = False) -> str:
+    if not bounds:
+        return ""
+    fmt = "{:+.4f}" if signed else "{:.4f}"
+    return f"[{fmt.format(bounds[0])}, {fmt.format(bounds[1])}]"
 
 
 def verdict_table(summary: dict[str, Any]) -> Table:
-    """Per task, fraction and strategy: mean with 95% CI, delta vs its reference, p, verdict.
+    """Per task, fraction and strategy: mean with 95% CI, labels used, the difference to the
+    reference with its 95% CI, the p-value behind the verdict, and the verdict.
 
     The reference is scratch, except for domain adaptation (source-only).
     """
-    t = Table(title=f"study {summary['study']}: test metric over {max((c['n'] for c in summary['cells']), default=0)} seeds")
-    for col in ("task", "fraction", "strategy", "mean ± 95% CI", "Δ", "vs", "p", "verdict"):
+    seeds = max((c["n"] for c in summary["cells"]), default=0)
+    correction = " (Holm-adjusted p)" if summary.get("correction") == "holm" else ""
+    t = Table(title=f"study {summary['study']}: test metric over {seeds} seeds{correction}")
+    for col in ("task", "fraction", "strategy", "mean", "95% CI", "labels", "Δ vs ref", "95% CI of Δ", "p", "verdict"):
         t.add_column(col, justify="left" if col in ("task", "strategy", "verdict") else "right")
     for c in summary["cells"]:
-        half = f" ± {c['ci95'][1] - c['mean']:.4f}" if c["ci95"] else ""
-        d = c.get("delta_vs_reference", c.get("delta_vs_scratch"))
-        delta = "" if d is None else f"{d:+.4f}"
-        ref = "" if c["verdict"] == "baseline" else c.get("reference", "scratch")
-        p = "" if c["p_value"] is None else f"{c['p_value']:.3g}"
-        t.add_row(c["task"], f"{c['fraction']:g}", c["strategy"], f"{c['mean']:.4f}{half}", delta, ref, p, f"[{STYLE[c['verdict']]}]{c['verdict']}[/]")
+        d = c.get("delta_vs_reference")
+        delta = "" if d is None else f"{d:+.4f} vs {c['reference']}"
+        p = c.get("p_equivalence") if c["verdict"] == "equivalent" else c.get("p_value")
+        verdict = c["verdict"] + (f" (±{c['margin']:.3g})" if c["verdict"] == "equivalent" else "")
+        labels = "" if c.get("labels_used") is None else f"{c['labels_used']:.0f}"
+        t.add_row(
+            c["task"],
+            f"{c['fraction']:g}",
+            c["strategy"],
+            f"{c['mean']:.4f}",
+            _ci(c.get("ci95")),
+            labels,
+            delta,
+            _ci(c.get("delta_ci95"), signed=True),
+            "" if p is None else f"{p:.3g}",
+            f"[{STYLE[c['verdict']]}]{verdict}[/]",
+        )
     return t
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    """Print the verdict table and the recommendations."""
+    """Print the verdict table, the recommendations and the study-level answer."""
     console = console or Console()
     console.print(verdict_table(summary))
     for r in summary["recommendations"]:
-        console.print(f"[bold]{r['task']} @ {r['fraction']:g}[/]: use [bold]{r['best']}[/] — {r['reason']}")
+        sure = "" if r.get("confidence") == "clear" else " [dim](inconclusive)[/]"
+        console.print(f"[bold]{r['task']} @ {r['fraction']:g}[/]: use [bold]{r['best']}[/]{sure} — {escape(r['reason'])}")
+    for a in summary.get("study_answer", []):
+        mark = "[bold green]recommended[/]" if a["recommended"] else "[dim]not recommended[/]"
+        console.print(f"[bold]all targets @ {a['fraction']:g}[/]: {mark} — {escape(a['answer'])}")
     for w in summary.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     if summary["failed"]:
         console.print(f"[red]{len(summary['failed'])} run(s) failed[/]; see results.jsonl")

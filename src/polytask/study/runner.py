@@ -614,6 +614,16 @@ def predictions_path(out: Path, spec: RunSpec) -> Path:
     return Path(out) / "predictions" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.npz"
 
 
+def load_predictions(out: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """A row's test labels and predictions, or None when they were not kept (or are unreadable)."""
+    path = predictions_path(out, RunSpec(row["task"], row["strategy"], row["fraction"], row["seed"]))
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return saved["truth"], saved["pred"].astype(np.float64)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def save_predictions(out: Path, spec: RunSpec, predictions: Predictions) -> None:
     """Write a cell's per-row test labels and predictions atomically (read by the analysis)."""
     buf = io.BytesIO()
@@ -656,7 +666,7 @@ def finalize(out: str | Path) -> dict[str, Any]:
     record = study_record(out)
     fingerprint = record["fingerprint"]
     rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
-    summary = summarize(rows, config)
+    summary = summarize(rows, config, lookup=lambda row: load_predictions(out, row))
     summary["warnings"] = [*record.get("notes", []), *summary["warnings"]]
     relate = load_relate(out)
     if relate is not None:
