@@ -347,12 +347,18 @@ def _standing(best: dict[str, Any], others: list[dict[str, Any]], unit: str) -> 
             return "clear", reason + "; every other strategy is worse or equivalent"
         return "inconclusive", reason + "; not settled against: " + ", ".join(undecided) + " (inconclusive)"
     if best["delta_vs_reference"] is None:
-        return "inconclusive", f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}); the study has no {best['reference']} runs to compare it with"
+        return (
+            "inconclusive",
+            f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}); the study has no {best['reference']} runs to compare it with",
+        )
     vs = f"{best['delta_vs_reference']:+.4g} {unit} vs {best['reference']}, 95% CI {_fmt_ci(best.get('delta_ci95'))}"
     if best["verdict"] == "better":
         return "clear", f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}) and beats {best['reference']} ({vs})"
     if best["verdict"] == "equivalent":
-        return "clear", f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}), equivalent to {best['reference']} within ±{best['margin']:.3g} ({vs})"
+        return (
+            "clear",
+            f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}), equivalent to {best['reference']} within ±{best['margin']:.3g} ({vs})",
+        )
     settle = _settle_text(best)
     return "inconclusive", (
         f"inconclusive: {best['strategy']} has the highest mean ({best['mean']:.4g} {unit}) but is neither shown better than "
@@ -388,7 +394,14 @@ def _study_answer(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions
                 v = verdict(cmp)
                 noninferior = cmp.p_noninferior is not None and cmp.p_noninferior < ALPHA
                 per_task.append(
-                    {"task": task, "against": alt["strategy"], "verdict": v, "non_inferior": noninferior, "delta": cmp.diff.mean, "ci90": list(cmp.ci(0.90) or []) or None}
+                    {
+                        "task": task,
+                        "against": alt["strategy"],
+                        "verdict": v,
+                        "non_inferior": noninferior,
+                        "delta": cmp.diff.mean,
+                        "ci90": list(cmp.ci(0.90) or []) or None,
+                    }
                 )
             if len(per_task) != len(tasks):
                 continue
@@ -492,7 +505,12 @@ def _pretraining(rows, config: StudyConfig) -> dict[str, Any]:
         if (r.get("pretrain_seconds") or 0.0) > 0:
             done[(r["task"], r["seed"], r["fraction"] if several else 1.0)] = float(r["pretrain_seconds"])
             users.add(r["strategy"])
-    return {"count": len(done), "seconds_total": float(sum(done.values())), "seconds_mean": float(np.mean(list(done.values()))) if done else 0.0, "used_by": sorted(users)}
+    return {
+        "count": len(done),
+        "seconds_total": float(sum(done.values())),
+        "seconds_mean": float(np.mean(list(done.values()))) if done else 0.0,
+        "used_by": sorted(users),
+    }
 
 
 def _cost(rows, config: StudyConfig, strategies) -> list[dict[str, Any]]:

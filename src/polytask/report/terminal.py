@@ -19,40 +19,46 @@ def _ci(bounds: list[float] | None, signed: bool = False) -> str:
 
 
 def verdict_table(summary: dict[str, Any]) -> Table:
-    """Per task, fraction and strategy: mean with 95% CI, labels used, the difference to the
-    reference with its 95% CI, the p-value behind the verdict, and the verdict.
+    """Per task, fraction and strategy: mean with its 95% CI, labels used, the difference to
+    the reference with its 95% CI, the p-value behind the verdict, and the verdict.
 
-    The reference is scratch, except for domain adaptation (source-only).
+    The reference is scratch, except for domain adaptation methods (source-only).
     """
     seeds = max((c["n"] for c in summary["cells"]), default=0)
-    correction = " (Holm-adjusted p)" if summary.get("correction") == "holm" else ""
-    t = Table(title=f"study {summary['study']}: test metric over {seeds} seeds{correction}")
-    for col in ("task", "fraction", "strategy", "mean", "95% CI", "labels", "Δ vs ref", "95% CI of Δ", "p", "verdict"):
+    correction = ", p Holm-adjusted" if summary.get("correction") == "holm" else ""
+    t = Table(title=f"study {summary['study']}: test metric over {seeds} seeds (Δ vs scratch unless noted{correction})")
+    for col in ("task", "fraction", "strategy", "mean [95% CI]", "labels", "Δ [95% CI]", "p", "verdict"):
         t.add_column(col, justify="left" if col in ("task", "strategy", "verdict") else "right")
     for c in summary["cells"]:
         d = c.get("delta_vs_reference")
-        delta = "" if d is None else f"{d:+.4f} vs {c['reference']}"
+        delta = "" if d is None else f"{d:+.4f} {_ci(c.get('delta_ci95'), signed=True)}"
+        if d is not None and c["reference"] != "scratch":
+            delta += f" vs {c['reference']}"
         p = c.get("p_equivalence") if c["verdict"] == "equivalent" else c.get("p_value")
-        verdict = c["verdict"] + (f" (±{c['margin']:.3g})" if c["verdict"] == "equivalent" else "")
+        verdict = c["verdict"] + (f" ±{c['margin']:.3g}" if c["verdict"] == "equivalent" else "")
         labels = "" if c.get("labels_used") is None else f"{c['labels_used']:.0f}"
         t.add_row(
             c["task"],
             f"{c['fraction']:g}",
             c["strategy"],
-            f"{c['mean']:.4f}",
-            _ci(c.get("ci95")),
+            f"{c['mean']:.4f} {_ci(c.get('ci95'))}",
             labels,
             delta,
-            _ci(c.get("delta_ci95"), signed=True),
-            "" if p is None else f"{p:.3g}",
+            "" if p is None else f"{p:.2g}",
             f"[{STYLE[c['verdict']]}]{verdict}[/]",
         )
     return t
 
 
+# Columns the verdict table needs; output that is not a terminal (a log file) gets them.
+WIDTH = 150
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     """Print the verdict table, the recommendations and the study-level answer."""
     console = console or Console()
+    if not console.is_terminal and console.width < WIDTH:
+        console.width = WIDTH
     console.print(verdict_table(summary))
     for r in summary["recommendations"]:
         sure = "" if r.get("confidence") == "clear" else " [dim](inconclusive)[/]"
