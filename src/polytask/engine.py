@@ -67,6 +67,79 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Te
         yield from chunks
 
 
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a is b or (a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b)))
+
+
+def input_groups(data: dict[str, PreparedTask], split: str = "train") -> list[list[str]]:
+    """Tasks whose ``split`` inputs are the same rows (label columns of one file, one
+    builtin's targets), in order of first appearance; a task with inputs of its own is a
+    group of one."""
+    groups: list[list[str]] = []
+    for n, d in data.items():
+        x = getattr(d, split).x
+        for g in groups:
+            if _same_rows(x, getattr(data[g[0]], split).x):
+                g.append(n)
+                break
+        else:
+            groups.append([n])
+    return groups
+
+
+class _Rows:
+    """Each step's training rows per task, drawn from its labelled rows only.
+
+    Tasks that read the same inputs and are labelled on the same rows (and take as many
+    per step) draw from one stream: they get the same rows, one batch for all of them.
+    ``forward_groups`` lists the tasks whose rows one backbone pass serves (see
+    :func:`_shared_losses`); a group of one is a task computed on its own.
+    """
+
+    def __init__(self, data: dict[str, PreparedTask], rows: dict[str, int], gen: torch.Generator, shared: bool, alone: set[str]):
+        self.labelled = {n: torch.nonzero(d.task.labelled_rows(d.train.y)).flatten() for n, d in data.items()}
+        empty = [n for n, idx in self.labelled.items() if len(idx) == 0]
+        if empty:
+            raise ValueError(f"task '{empty[0]}' has no labelled training rows")
+        self.sizes = {n: len(idx) for n, idx in self.labelled.items()}
+        candidates = input_groups(data) if shared else [[n] for n in data]
+        self.forward_groups = []
+        for g in candidates:
+            together = [n for n in g if n not in alone]
+            self.forward_groups += ([together] if together else []) + [[n] for n in g if n in alone]
+        self.stream_of: dict[str, int] = {}
+        self.streams: list[Iterator[torch.Tensor]] = []
+        for g in self.forward_groups:
+            for n in g:
+                twin = next((m for m in g if m in self.stream_of and rows[m] == rows[n] and torch.equal(self.labelled[m], self.labelled[n])), None)
+                if twin is None:
+                    self.stream_of[n] = len(self.streams)
+                    self.streams.append(_batches(self.sizes[n], rows[n], gen))
+                else:
+                    self.stream_of[n] = self.stream_of[twin]
+        self._owner = {i: n for n, i in reversed(list(self.stream_of.items()))}
+
+    def draw(self) -> dict[str, torch.Tensor]:
+        """Row indices (into each task's training split) for one step."""
+        drawn = [next(s) for s in self.streams]
+        positions = {i: self.labelled[self._owner[i]][p] for i, p in enumerate(drawn)}
+        return {n: positions[i] for n, i in self.stream_of.items()}
+
+
+def _shared_losses(model: nn.Module, data: dict[str, PreparedTask], group: list[str], idx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Losses of tasks that read the same inputs, from one backbone pass over the union of
+    their rows (one batch when they drew the same rows); each task's loss reads its rows."""
+    first = idx[group[0]]
+    same = all(idx[n] is first for n in group)
+    union = first if same else torch.unique(torch.cat([idx[n] for n in group]))
+    z = model.backbone(data[group[0]].train.x[union])
+    out = {}
+    for n in group:
+        zn = z if same else z[torch.searchsorted(union, idx[n])]
+        out[n] = data[n].task.loss(model.heads[n](zn), data[n].train.y[idx[n]])
+    return out
+
+
 @torch.no_grad()
 def _outputs(model: nn.Module, task: PreparedTask, split: Split) -> torch.Tensor:
     """Head outputs of ``model`` for every row of ``split`` (eval mode, in batches)."""
@@ -81,6 +154,24 @@ def evaluate(model: nn.Module, task: PreparedTask, split: Split) -> tuple[float,
     """Primary metric and mean loss of ``model`` on one split of ``task`` (eval mode)."""
     out = _outputs(model, task, split)
     return task.task.score(out, split.y), task.task.loss(out, split.y).item()
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, data: dict[str, PreparedTask], shared: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """Every task's validation metric and loss; tasks validated on the same rows share one
+    backbone pass when the model has one representation for every head."""
+    metrics, losses = {}, {}
+    groups = input_groups(data, "val") if shared else [[n] for n in data]
+    was = model.training
+    model.eval()
+    for g in groups:
+        x = data[g[0]].val.x
+        z = torch.cat([model.backbone(chunk) for chunk in x.split(EVAL_BATCH)]) if len(g) > 1 else None
+        for n in g:
+            out = model.heads[n](z) if z is not None else torch.cat([model(chunk, n) for chunk in x.split(EVAL_BATCH)])
+            metrics[n], losses[n] = data[n].task.score(out, data[n].val.y), data[n].task.loss(out, data[n].val.y).item()
+    model.train(was)
+    return metrics, losses
 
 
 @dataclass
@@ -305,17 +396,21 @@ def fit(
         raise ValueError("a penalty adds to one objective; it does not combine with a multi-task weighting method")
     if weighting is not None and weighting.representation_only and not rep_grad:
         raise ValueError(f"'{weighting.name}' balances gradients of the shared representation: pass rep_grad=True")
-    sizes = {n: len(data[n].train) for n in names}
-    rows, scale = batch_plan(sizes, sampling, train.batch_size) if sampling else ({n: train.batch_size for n in names}, None)
+    # One representation read by every head: tasks on the same inputs share forward passes.
+    one_representation = getattr(model, "shares_representation", False) and penalty is None
+    labelled = {n: int(data[n].task.labelled_rows(data[n].train.y).sum()) for n in names}
+    rows, scale = batch_plan(labelled, sampling, train.batch_size) if sampling else ({n: train.batch_size for n in names}, None)
     if rep_grad:
         shared_x = _check_rep_grad(model, data, weighting)
         if sampling:
             raise ValueError("rep_grad shares one batch between the tasks, so they cannot be sampled at different rates")
         if augment or penalty is not None:
             raise ValueError("rep_grad shares one batch between the tasks; per-task augmentation and penalties do not apply to it")
-        streams = dict.fromkeys(names, _batches(len(shared_x), train.batch_size, gen))
+        stream = _batches(len(shared_x), train.batch_size, gen)
+        sizes = dict.fromkeys(names, len(shared_x))
     else:
-        streams = {n: _batches(sizes[n], rows[n], gen) for n in names}
+        batcher = _Rows(data, rows, gen, shared=one_representation, alone=set(augment))
+        sizes = batcher.sizes
     steps = max(train.min_steps_per_epoch, *(math.ceil(sizes[n] / rows[n]) for n in names))
     # Every refusal is above: the penalty's hooks go on the model only for a run that trains.
     groups = list(param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}])
@@ -342,12 +437,18 @@ def fit(
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
             if rep_grad:
-                idx = next(streams[names[0]])
+                idx = next(stream)
                 batches = dict.fromkeys(names, idx)
                 value, weights = _rep_grad_step(model, shared_x, data, idx, weighting, epoch)
             else:
-                batches = {n: next(streams[n]) for n in names}
-                task_losses = [_task_loss(model, data[n], n, i, augment.get(n), gen, penalty) for n, i in batches.items()]
+                batches = batcher.draw()
+                by_task: dict[str, torch.Tensor] = {}
+                for g in batcher.forward_groups:
+                    if len(g) > 1:
+                        by_task.update(_shared_losses(model, data, g, batches))
+                    else:
+                        by_task[g[0]] = _task_loss(model, data[g[0]], g[0], batches[g[0]], augment.get(g[0]), gen, penalty)
+                task_losses = [by_task[n] for n in names]
                 if scale is not None:
                     task_losses = [scale[n] * loss for n, loss in zip(names, task_losses)]
                 value, weights = _backward(task_losses, weighting, shared, others, epoch)
@@ -363,9 +464,7 @@ def fit(
         if weighting is not None:
             weighting.on_epoch_end()
 
-        metrics, losses = {}, {}
-        for n in names:
-            metrics[n], losses[n] = evaluate(model, data[n], data[n].val)
+        metrics, losses = _validate(model, data, one_representation)
         score = score_of(metrics, losses)
         record = {"epoch": epoch, "train_loss": total / steps, **{f"val_{n}": v for n, v in metrics.items()}}
         if weighting is not None:

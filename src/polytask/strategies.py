@@ -59,6 +59,8 @@ class RunContext:
             use the pad and mask ids of ``source``'s tokenizer).
         feature_cache: features of frozen backbones shared by the runs of one process.
         callbacks: passed to the engine (progress display).
+        input_groups: ``{task: key}`` for tasks that share their inputs with another task
+            (label columns of one file, one builtin's targets), one key per group.
     """
 
     target: str
@@ -75,6 +77,7 @@ class RunContext:
     feature_cache: FeatureCache = field(default_factory=lambda: FeatureCache())
     callbacks: Sequence[Any] = ()
     targets: tuple[str, ...] = ()
+    input_groups: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.targets = tuple(self.targets) or (self.target,)
@@ -274,6 +277,20 @@ def aa_control(ctx: RunContext) -> RunOutcome:
     return _outcome(ctx, model, target, result)
 
 
+def _multitask_data(ctx: RunContext, fractions: dict[str, float], rep_grad: bool) -> dict[str, PreparedTask]:
+    """Every task's tensors at its fraction. A task that shares its inputs with a task at
+    another fraction keeps every row with the labels outside its fraction hidden, so the
+    rows line up and the engine runs one forward pass for all of them (and gradients on
+    the representation see one batch)."""
+    def hide(n: str) -> bool:
+        if fractions[n] >= 1.0:
+            return False
+        group = ctx.input_groups.get(n)
+        return rep_grad or any(ctx.input_groups.get(m) == group and fractions[m] != fractions[n] for m in fractions if group is not None)
+
+    return {n: ctx.prepare(n, fractions[n], hide(n)) for n in ctx.tasks}
+
+
 def _multitask_model(ctx: RunContext, data: dict[str, PreparedTask], weighting: str | None):
     """The model, the weighting method and the engine options of a multi-task run."""
     cfg = ctx.config.mtl
@@ -304,10 +321,10 @@ def mtl(ctx: RunContext, weighting: str | None = None) -> dict[str, RunOutcome]:
     weights unless set); ``mtl.sampling`` sets how often each task's rows are drawn. With
     gradients on the representation (``mtl.rep_grad``, ``mgda-ub``) every task trains on
     one shared batch: targets keep all of their rows, labels outside the fraction hidden.
+    Tasks on the same inputs share one forward pass per step (:func:`_multitask_data`).
     """
     rep_grad = ctx.config.mtl.uses_rep_grad(weighting or ctx.config.mtl.weighting)
-    targets = set(ctx.targets)
-    data = {n: ctx.prepare(n, ctx.fraction if n in targets else 1.0, rep_grad and n in targets) for n in ctx.tasks}
+    data = _multitask_data(ctx, {n: ctx.fraction if n in ctx.targets else 1.0 for n in ctx.tasks}, rep_grad)
     model, options = _multitask_model(ctx, data, weighting)
     result = fit(model, data, ctx.config.train, ctx.seed, select=list(ctx.targets), callbacks=ctx.callbacks, augment=ctx.augment(None), **options)
     return {t: _outcome(ctx, model, data[t], result, t) for t in ctx.targets}
@@ -323,7 +340,7 @@ def mtl_per_target(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
     "what does one shared model cost?" (that is ``mtl``).
     """
     rep_grad = ctx.config.mtl.uses_rep_grad(weighting or ctx.config.mtl.weighting)
-    data = {n: ctx.prepare(n, ctx.fraction if n == ctx.target else 1.0, rep_grad and n == ctx.target) for n in ctx.tasks}
+    data = _multitask_data(ctx, {n: ctx.fraction if n == ctx.target else 1.0 for n in ctx.tasks}, rep_grad)
     model, options = _multitask_model(ctx, data, weighting)
     return _train_and_test(ctx, model, data, data[ctx.target], **options)
 

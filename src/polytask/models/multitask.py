@@ -16,6 +16,10 @@ class MultiTaskModel(nn.Module):
         heads: one ``nn.Linear`` per task, keyed by task name.
     """
 
+    # Every head reads one representation, backbone(x): tasks on the same inputs can share
+    # one backbone pass (the engine relies on forward being exactly heads[task](backbone(x))).
+    shares_representation = True
+
     def __init__(self, backbone: nn.Module, tasks: list[Task]):
         super().__init__()
         self.backbone = backbone

@@ -320,6 +320,7 @@ class Study:
             augment=lambda source=None: self.augmenters(self._source(source)),
             feature_cache=self._feature_cache,
             callbacks=callbacks,
+            input_groups=dict(self._split_keys),
         )
 
     def _source(self, source: str | None) -> str | None:
