@@ -1,11 +1,20 @@
-"""Step time of every weighting method relative to equal weighting (``ew``).
+"""Step time of multi-task training on tasks that share their inputs, as the engine runs it.
 
-One training step as the engine takes it (a batch per task, forward, the method's
-backward, AdamW step) on the same model and the same batches, for 2, 10 and 40 tasks.
-Gradient methods get their per-task gradients as the engine takes them
-(:func:`polytask.taskgrads.task_gradients`: one backward per task, each over its own
-batch); the script also times the vectorized alternative
-(``is_grads_batched=True``), so the choice is measured in the same run.
+T tasks read the same rows (label columns of one file), so the engine runs one forward
+pass per step over one batch. Measured in the same run, per task count T:
+
+- ``ew`` against one single-task step on the same rows (the price of T heads and T
+  losses on one shared forward; aim: at most 1.3x);
+- every weighting method against ``ew``;
+- every gradient method against the T backward passes it cannot avoid (one per task
+  through the shared layers, then the sum, as a method that combines nothing would do):
+  its ratio is what the method itself adds (aim: within 1.1x);
+- the per-task gradients as one backward per task (what the engine does) against one
+  vectorized backward (``is_grads_batched``);
+- MGDA on the shared parameters against MGDA-UB on the shared representation.
+
+Every step is the engine's own (:func:`polytask.engine.fit` for the whole-step ratios;
+its helpers for the gradient paths), on the same model and batches.
 
 Usage::
 
@@ -21,59 +30,82 @@ import time
 
 import torch
 
-from polytask.config import ModelConfig
+from polytask.config import ModelConfig, TrainConfig
 from polytask.data.prepare import PreparedTask, Split
-from polytask.engine import _backward, _rep_grad_step, _shared_params
+from polytask.engine import _backward, _rep_grad_step, _shared_params, fit
 from polytask.models import MultiTaskModel, create_backbone
-from polytask.taskgrads import task_gradients
+from polytask.taskgrads import assign_gradient, task_gradients
 from polytask.tasks import Task
 from polytask.weighting import create, weighting_names
 
 
-def _setup(n_tasks: int, batch: int, features: int, hidden: list[int]):
+def _setup(n_tasks: int, batch: int, features: int, hidden: list[int], steps: int):
+    """``n_tasks`` classification tasks on one input matrix of ``batch * steps`` rows."""
     torch.manual_seed(0)
-    tasks = [Task(f"t{i}", "classification", 10) for i in range(n_tasks)]
+    tasks = [Task(f"t{i}", "classification", 10, classes=tuple(range(10))) for i in range(n_tasks)]
     model = MultiTaskModel(create_backbone("mlp", (features,), ModelConfig(mlp={"hidden": hidden, "dropout": 0.0})), tasks)
-    xs = [torch.randn(batch, features) for _ in tasks]
-    ys = [torch.randint(0, 10, (batch,)) for _ in tasks]
-    return model, tasks, xs, ys
+    x = torch.randn(batch * steps, features)
+    val = torch.randn(2, features)
+    data = {
+        t.name: PreparedTask(t, Split(x, torch.randint(0, 10, (len(x),))), Split(val, torch.randint(0, 10, (2,))), Split(val, torch.zeros(2, dtype=torch.long)))
+        for t in tasks
+    }
+    return model, data
 
 
-def _time_steps(model, tasks, xs, ys, method, steps: int, vectorized: bool = False) -> float:
-    """Median seconds per step over ``steps`` steps (after one warm-up step)."""
+def _fit_step(n_tasks: int, method: str | None, sizes, repeats: int) -> float:
+    """Median seconds per training step of :func:`fit` (one epoch of ``steps`` steps)."""
+    batch, features, hidden, steps = sizes
+    train = TrainConfig(max_epochs=1, batch_size=batch, min_steps_per_epoch=steps, patience=1)
+    times = []
+    for _ in range(repeats):
+        model, data = _setup(n_tasks, batch, features, hidden, steps)
+        weighting = create(method, n_tasks, seed=0) if method else None
+        result = fit(model, data, train, seed=0, select=list(data) if n_tasks > 1 else "t0", weighting=weighting)
+        times.append(result.seconds / steps)
+    return statistics.median(times)
+
+
+def _grad_step(model, data, method, steps: int, mode: str) -> float:
+    """Median seconds of one step on the shared batch with per-task gradients of the shared
+    layers: ``engine`` (the method through the engine's backward), ``sum`` (the same T
+    backward passes, summed: the floor any gradient method pays), ``vectorized`` / ``loop``
+    (how the T gradients are taken, for ``pcgrad``)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     shared = _shared_params(model, method)
     others = [p for p in model.parameters() if all(p is not q for q in shared)]
+    x = next(iter(data.values())).train.x
+    batch = x[: len(x) // steps]
     times = []
     for k in range(steps + 1):
         t0 = time.perf_counter()
-        losses = [t.loss(model(x, t.name), y) for t, x, y in zip(tasks, xs, ys)]
         opt.zero_grad(set_to_none=True)
-        if vectorized:
-            grads = task_gradients(losses, shared, batched=True)
-            method.combine(grads, torch.stack(losses).detach())
-            torch.autograd.grad(torch.stack(losses).sum(), others, allow_unused=True)
-        else:
+        z = model.backbone(batch)
+        losses = [d.task.loss(model.heads[n](z), d.train.y[: len(batch)]) for n, d in data.items()]
+        if mode == "engine":
             _backward(losses, method, shared, others, epoch=1)
+        else:
+            grads = task_gradients(losses, shared, batched=mode == "vectorized")
+            if mode in ("vectorized", "loop"):
+                method.combine(grads, torch.stack(losses).detach())
+            heads = torch.autograd.grad(torch.stack(losses).sum(), others, allow_unused=True)
+            for p, g in zip(others, heads):
+                p.grad = g
+            assign_gradient(shared, grads.sum(0) if mode == "sum" else method.combine(grads, torch.stack(losses).detach())[0])
         opt.step()
         if k:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def _time_shared_batch(model, tasks, x, ys, method, steps: int, rep_grad: bool) -> float:
-    """Median seconds per step when every task reads one batch ``x``.
-
-    ``rep_grad``: the engine's representation path (gradients w.r.t. the backbone's
-    output, one backward through the backbone); otherwise per-task gradients of the
-    shared parameters on that same batch.
-    """
+def _rep_step(model, data, method, steps: int, rep_grad: bool) -> float:
+    """Median seconds per step when every task reads one batch: MGDA on the shared
+    parameters, or MGDA-UB on the representation (the engine's ``rep_grad`` path)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     shared = [] if rep_grad else _shared_params(model, method)
     others = [p for p in model.parameters() if all(p is not q for q in shared)]
-    empty = Split(x[:0], ys[0][:0])
-    data = {t.name: PreparedTask(t, Split(x, y), empty, empty) for t, y in zip(tasks, ys)}
-    idx = torch.arange(len(x))
+    x = next(iter(data.values())).train.x
+    idx = torch.arange(len(x) // steps)
     times = []
     for k in range(steps + 1):
         t0 = time.perf_counter()
@@ -81,7 +113,8 @@ def _time_shared_batch(model, tasks, x, ys, method, steps: int, rep_grad: bool) 
         if rep_grad:
             _rep_grad_step(model, x, data, idx, method, epoch=1)
         else:
-            _backward([t.loss(model(x, t.name), y) for t, y in zip(tasks, ys)], method, shared, others, epoch=1)
+            z = model.backbone(x[idx])
+            _backward([d.task.loss(model.heads[n](z), d.train.y[idx]) for n, d in data.items()], method, shared, others, epoch=1)
         opt.step()
         if k:
             times.append(time.perf_counter() - t0)
@@ -92,44 +125,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     args = parser.parse_args()
-    sizes = [2, 3] if args.quick else [2, 10, 40]
-    steps = 2 if args.quick else 20
-    batch, features, hidden = (8, 16, [32]) if args.quick else (64, 128, [256, 256])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP {features}->{hidden}, batch {batch} per task, median of {steps} steps")
-    print(f"{'method':<14}" + "".join(f"{f'T={t} ms':>12}{'x ew':>7}" for t in sizes))
-    # One untimed pass per size first: the first steps in a process pay for allocator and
-    # thread-pool warm-up, which would make the baseline (measured first) look slow.
-    for t in sizes:
-        model, tasks, xs, ys = _setup(t, batch, features, hidden)
-        _time_steps(model, tasks, xs, ys, create("ew", t, seed=0), steps)
-    for name in ["ew", *[n for n in weighting_names() if n != "ew"]]:
+    counts = [2, 3] if args.quick else [2, 10, 40]
+    sizes = (8, 16, [32], 3) if args.quick else (64, 128, [256, 256], 20)
+    repeats = 1 if args.quick else 3
+    batch, features, hidden, steps = sizes
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP {features}->{hidden}; T tasks on one batch of {batch} rows")
+    _fit_step(2, "ew", sizes, 1)  # warm-up: allocator and thread pool, so the first baseline is not slow
+
+    print(f"\nwhole engine step (fit), median of {repeats} epochs of {steps} steps")
+    print(f"{'':<14}" + "".join(f"{f'T={t} ms':>12}{'ratio':>7}" for t in counts))
+    single = [_fit_step(1, None, sizes, repeats) for _ in counts]
+    ew = [_fit_step(t, "ew", sizes, repeats) for t in counts]
+    print(f"{'single task':<14}" + "".join(f"{s * 1e3:>12.2f}{1.0:>7.2f}" for s in single))
+    print(f"{'ew / single':<14}" + "".join(f"{e * 1e3:>12.2f}{e / s:>7.2f}" for e, s in zip(ew, single)), flush=True)
+
+    print("\nevery method: ms per engine step and ratio to ew timed just before it (a shared VM drifts over minutes)")
+    print(f"{'method':<14}" + "".join(f"{f'T={t} ms':>12}{'x ew':>7}" for t in counts))
+    for name in ["ew", *[n for n in weighting_names() if n not in ("ew", "mgda-ub")]]:
         row = []
-        for t in sizes:
-            # ew is timed again right before each method, so a ratio compares two
-            # measurements a second apart: a shared VM's speed drifts over minutes.
-            model, tasks, xs, ys = _setup(t, batch, features, hidden)
-            base = _time_steps(model, tasks, xs, ys, create("ew", t, seed=0), steps)
-            model, tasks, xs, ys = _setup(t, batch, features, hidden)
-            sec = _time_steps(model, tasks, xs, ys, create(name, t, seed=0), steps)
+        for t in counts:
+            base = _fit_step(t, "ew", sizes, repeats)
+            sec = _fit_step(t, name, sizes, repeats)
             row.append((sec * 1e3, sec / base))
         print(f"{name:<14}" + "".join(f"{ms:>12.2f}{ratio:>7.2f}" for ms, ratio in row), flush=True)
-    grad_methods = [n for n in weighting_names() if create(n, 2).requires_grads]
-    if grad_methods:
-        probe = "pcgrad" if "pcgrad" in grad_methods else grad_methods[0]
-        print(f"\nper-task gradients for {probe}: one backward per task (engine) vs one vectorized backward")
-        for t in sizes:
-            model, tasks, xs, ys = _setup(t, batch, features, hidden)
-            per_task = _time_steps(model, tasks, xs, ys, create(probe, t), steps)
-            vectorized = _time_steps(model, tasks, xs, ys, create(probe, t), steps, vectorized=True)
-            ratio = vectorized / per_task
-            print(f"T={t:<3} per-task {per_task * 1e3:8.2f} ms   vectorized {vectorized * 1e3:8.2f} ms   ratio vectorized/per-task {ratio:5.2f}")
-    if "mgda-ub" in grad_methods:
-        print("\nall tasks on one shared batch: mgda on the shared parameters vs mgda-ub on the representation (rep_grad)")
-        for t in sizes:
-            model, tasks, xs, ys = _setup(t, batch, features, hidden)
-            on_params = _time_shared_batch(model, tasks, xs[0], ys, create("mgda", t), steps, rep_grad=False)
-            on_rep = _time_shared_batch(model, tasks, xs[0], ys, create("mgda-ub", t), steps, rep_grad=True)
-            print(f"T={t:<3} parameters {on_params * 1e3:8.2f} ms   representation {on_rep * 1e3:8.2f} ms   ratio {on_rep / on_params:5.2f}")
+
+    grad_methods = [n for n in weighting_names() if create(n, 2).requires_grads and not create(n, 2).representation_only]
+    print("\ngradient methods against the T backward passes they need (one per task through the shared layers, summed)")
+    print(f"{'method':<14}" + "".join(f"{f'T={t} ms':>12}{'x T-bw':>8}" for t in counts))
+    for name in grad_methods:
+        row = []
+        for t in counts:
+            model, data = _setup(t, batch, features, hidden, steps)
+            floor = _grad_step(model, data, create(name, t, seed=0), steps, "sum")
+            model, data = _setup(t, batch, features, hidden, steps)
+            sec = _grad_step(model, data, create(name, t, seed=0), steps, "engine")
+            row.append((sec * 1e3, sec / floor))
+        print(f"{name:<14}" + "".join(f"{ms:>12.2f}{ratio:>8.2f}" for ms, ratio in row), flush=True)
+
+    print("\nper-task gradients on one batch, for pcgrad: one backward per task vs one vectorized backward")
+    for t in counts:
+        model, data = _setup(t, batch, features, hidden, steps)
+        loop = _grad_step(model, data, create("pcgrad", t, seed=0), steps, "loop")
+        model, data = _setup(t, batch, features, hidden, steps)
+        vectorized = _grad_step(model, data, create("pcgrad", t, seed=0), steps, "vectorized")
+        print(f"T={t:<3} loop {loop * 1e3:8.2f} ms   vectorized {vectorized * 1e3:8.2f} ms   ratio vectorized/loop {vectorized / loop:5.2f}")
+
+    print("\nall tasks on one batch: mgda on the shared parameters vs mgda-ub on the representation (rep_grad)")
+    for t in counts:
+        model, data = _setup(t, batch, features, hidden, steps)
+        on_params = _rep_step(model, data, create("mgda", t), steps, rep_grad=False)
+        model, data = _setup(t, batch, features, hidden, steps)
+        on_rep = _rep_step(model, data, create("mgda-ub", t), steps, rep_grad=True)
+        print(f"T={t:<3} parameters {on_params * 1e3:8.2f} ms   representation {on_rep * 1e3:8.2f} ms   ratio {on_rep / on_params:5.2f}")
 
 
 if __name__ == "__main__":

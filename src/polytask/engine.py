@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from polytask.config import TrainConfig
@@ -133,11 +134,16 @@ def _shared_losses(model: nn.Module, data: dict[str, PreparedTask], group: list[
     same = all(idx[n] is first for n in group)
     union = first if same else torch.unique(torch.cat([idx[n] for n in group]))
     z = model.backbone(data[group[0]].train.x[union])
-    out = {}
-    for n in group:
-        zn = z if same else z[torch.searchsorted(union, idx[n])]
-        out[n] = data[n].task.loss(model.heads[n](zn), data[n].train.y[idx[n]])
-    return out
+    heads = [model.heads[n] for n in group]
+    if same and all(type(h) is nn.Linear and h.bias is not None for h in heads):
+        # One batch for every task: all linear heads in one matrix product (the same
+        # numbers as one product per head, without T small ones).
+        weight = torch.cat([h.weight for h in heads])
+        bias = torch.cat([h.bias for h in heads])
+        outs = dict(zip(group, F.linear(z, weight, bias).split([h.out_features for h in heads], dim=1)))
+    else:
+        outs = {n: model.heads[n](z if same else z[torch.searchsorted(union, idx[n])]) for n in group}
+    return {n: data[n].task.loss(outs[n], data[n].train.y[idx[n]]) for n in group}
 
 
 @torch.no_grad()
@@ -219,7 +225,7 @@ def _finite(total: torch.Tensor, epoch: int) -> float:
     return value
 
 
-def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):
+def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int, batched: bool = False):
     """Fill ``.grad`` for one step; return the summed task loss and the task weights used.
 
     ``None`` sums the losses. A loss-weighting method scales them. A gradient method
@@ -241,7 +247,7 @@ def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: l
         weights = weighting.weights(stacked.detach())
         (weights.to(stacked.dtype) * stacked).sum().backward()
         return value, weights
-    grads = task_gradients(losses, shared)
+    grads = task_gradients(losses, shared, batched=batched)
     combined, weights = weighting.combine(grads, stacked.detach())
     head_grads = torch.autograd.grad(total, others, allow_unused=True) if others else []
     for p, g in zip(others, head_grads):
@@ -420,7 +426,9 @@ def fit(
         own = list(penalty.trainable_parameters()) if hasattr(penalty, "trainable_parameters") else []
         if own:
             groups.append({"params": own})
-    opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+    # foreach: one fused update for all parameters; on CPU torch defaults to a Python loop
+    # over tensors, which dominates a step with many small heads.
+    opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay, foreach=True)
     score_of = (lambda metrics, losses: select(model)) if callable(select) else _criterion(select, data)
     shared = [] if rep_grad else _shared_params(model, weighting)
     others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
