@@ -225,7 +225,9 @@ def _finite(total: torch.Tensor, epoch: int) -> float:
     return value
 
 
-def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int, batched: bool = False):
+def _backward(
+    losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int, batched: bool = False
+):
     """Fill ``.grad`` for one step; return the summed task loss and the task weights used.
 
     ``None`` sums the losses. A loss-weighting method scales them. A gradient method
