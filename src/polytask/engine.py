@@ -225,9 +225,7 @@ def _finite(total: torch.Tensor, epoch: int) -> float:
     return value
 
 
-def _backward(
-    losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int, batched: bool = False
-):
+def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):
     """Fill ``.grad`` for one step; return the summed task loss and the task weights used.
 
     ``None`` sums the losses. A loss-weighting method scales them. A gradient method
@@ -249,7 +247,7 @@ def _backward(
         weights = weighting.weights(stacked.detach())
         (weights.to(stacked.dtype) * stacked).sum().backward()
         return value, weights
-    grads = task_gradients(losses, shared, batched=batched)
+    grads = task_gradients(losses, shared)
     combined, weights = weighting.combine(grads, stacked.detach())
     head_grads = torch.autograd.grad(total, others, allow_unused=True) if others else []
     for p, g in zip(others, head_grads):
