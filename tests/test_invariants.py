@@ -66,3 +66,36 @@ def test_feature_cache_charges_a_hit_what_the_miss_cost_and_stays_bounded():
     for i in range(2, 6):
         cache.get(i, lambda i=i: compute(i))
     assert len(cache) == 3 and "a" not in cache._entries  # least recently used dropped first
+
+
+def _two_target_family():
+    fam = _scaled_family()
+    return {"a": fam["target"], "b": fam["source1"], "src": fam["source2"]}
+
+
+def _two_target_config(**extra):
+    cfg = tiny_config(_two_target_family(), **extra)
+    cfg["tasks"] = {"a": {}, "b": {}, "src": {"role": "source"}}
+    return cfg
+
+
+@pytest.mark.parametrize("order_seed", [0, 1])
+def test_jobs_in_any_order_in_one_process_give_the_same_rows(tmp_path, order_seed):
+    family = _two_target_family()
+    cfg = _two_target_config(strategies=["scratch", "feature-extraction", "fine-tune", "mtl", "aa-control"], fractions=[0.3, 1.0], seeds=2)
+    planned = Study(cfg, data=family)
+    jobs = planned.pending_jobs(ResultStore(tmp_path / "none.jsonl"))
+    reference = {r["run_id"]: r["test"] for j in jobs for r in planned.execute_job(tmp_path / "planned", j)}
+    shuffled = Study(cfg, data=family)
+    order = np.random.default_rng(order_seed).permutation(len(jobs))
+    again = {r["run_id"]: r["test"] for i in order for r in shuffled.execute_job(tmp_path / "shuffled", jobs[i])}
+    assert again == reference
+
+
+def test_two_targets_a_fraction_gives_the_same_numbers_with_or_without_the_others(tmp_path):
+    family = _two_target_family()
+    strategies = ["scratch", "fine-tune", "mtl", "mtl-per-target"]
+    Study(_two_target_config(strategies=strategies, fractions=[0.3, 1.0], seeds=1), data=family).run(out=tmp_path / "both", progress=False)
+    Study(_two_target_config(strategies=strategies, fractions=[1.0], seeds=1), data=family).run(out=tmp_path / "one", progress=False)
+    one = _tests(tmp_path / "one")
+    assert one == {k: v for k, v in _tests(tmp_path / "both").items() if "/1/seed" in k}
