@@ -191,3 +191,19 @@ def test_console_script_exit_code_and_single_line(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"error: {config}: unknown key 'lrr' in 'train'"]
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_dry_run_shows_the_plan_and_an_estimate_and_writes_nothing(tmp_path):
+    config = write_study(tmp_path / "p")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", str(config), "--out", str(out), "--dry-run", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert not out.exists()
+    text = " ".join(result.output.split())
+    assert "16 of 16 runs to do" in text and "pretraining" in text and "estimated compute" in text and "Nothing was written" in text
+    # After part of the study ran, the plan counts only what is left.
+    assert runner.invoke(app, ["compare", str(config), "--out", str(out), "--seeds", "1"]).exit_code == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    result = runner.invoke(app, ["compare", str(config), "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0 and "8 of 16 runs to do" in " ".join(result.output.split())
+    assert sorted(p.name for p in out.rglob("*")) == before

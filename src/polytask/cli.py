@@ -55,6 +55,7 @@ def compare(
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Override the config's number of seeds."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes running runs in parallel."),
     relate_first: bool = typer.Option(False, "--relate", help="First rank the candidate sources (as 'polytask relate', defaults) into the study folder."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, pretraining and tuning the study would do, with a time estimate; write nothing."),
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
     from polytask.config import load_config
@@ -69,6 +70,12 @@ def compare(
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out '{out}' is a file; expected a study folder")
         study = Study(cfg)
+        if dry_run:
+            from polytask.report.terminal import print_plan
+            from polytask.study.estimate import dry_run as plan
+
+            print_plan(plan(study, out, workers=workers))
+            return
         if relate_first:
             from polytask.relate import rank_sources, relate_table
 

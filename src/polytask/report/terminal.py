@@ -70,3 +70,37 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         console.print(f"[yellow]warning:[/] {escape(w)}")
     if summary["failed"]:
         console.print(f"[red]{len(summary['failed'])} run(s) failed[/]; see results.jsonl")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _span(bounds: list[float]) -> str:
+    return _duration(bounds[0]) if _duration(bounds[0]) == _duration(bounds[1]) else f"{_duration(bounds[0])} to {_duration(bounds[1])}"
+
+
+def print_plan(plan: dict[str, Any], console: Console | None = None) -> None:
+    """Print what ``compare --dry-run`` found: the pending runs and the time they would take."""
+    console = console or Console()
+    if not console.is_terminal and console.width < WIDTH:
+        console.width = WIDTH
+    low, high = plan["epochs"]
+    t = Table(title=f"study {plan['study']}: {plan['planned'] - plan['done']} of {plan['planned']} runs to do in {plan['out']} ({plan['done']} finished, kept)")
+    for col in ("strategy", "fraction", "models", "runs", "s per epoch", f"time ({low} to {high} epochs each)"):
+        t.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in plan["pending"]:
+        t.add_row(r["strategy"], f"{r['fraction']:g}", str(r["jobs"]), str(r["runs"]), f"{r['epoch_seconds']:.2f}", _span(r["seconds"]))
+    if plan["pretrainings"]:
+        t.add_row("pretraining", "", str(plan["pretrainings"]), "", "", _span(plan["pretrain_seconds"]))
+    console.print(t)
+    workers = plan["workers"]
+    wall = f"; with {workers} workers about {_span(plan['wall_seconds'])} of wall time" if workers > 1 else ""
+    console.print(
+        f"estimated compute: {_span(plan['total_seconds'])}{wall} (from a {plan['probe_seconds']:.0f} s probe: one epoch of every strategy "
+        f"and fraction; a run stops between {low} and {high} epochs). Nothing was written."
+    )

@@ -508,10 +508,32 @@ class Study:
                 self._run_parallel(out, pending, workers, store, bar)
         return finalize(out)
 
+    def planned_jobs(self) -> list[Job]:
+        """Every job of the study (:func:`~polytask.study.plan.plan_jobs`)."""
+        return plan_jobs(self.config)
+
     def pending_jobs(self, store: ResultStore) -> list[Job]:
         """The jobs with a cell that has no finished row under this study's fingerprint."""
         done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == self.fingerprint}
-        return [j for j in plan_jobs(self.config) if any(s.run_id not in done for s in j.specs)]
+        return [j for j in self.planned_jobs() if any(s.run_id not in done for s in j.specs)]
+
+    def pretrainings_needed(self, out: Path, jobs: list[Job]) -> list[RunSpec]:
+        """The in-study pretrainings ``jobs`` need that the study folder does not hold yet,
+        one per (target, seed, fraction they use)."""
+        needs = {
+            (s.task, s.seed, self._pretrain_fraction(s.fraction)) for j in jobs for s in j.specs if uses_study_pretraining(s.strategy, self.config)
+        }
+        specs = [RunSpec(t, "pretrain", f, s) for t, s, f in sorted(needs)]
+        return [spec for spec in specs if not self._cached_pretraining(Path(out), spec)]
+
+    def _cached_pretraining(self, out: Path, spec: RunSpec) -> bool:
+        path = self._pretrained_path(out, spec.task, spec.seed, spec.fraction)
+        if not path.exists():
+            return False
+        try:
+            return torch.load(path, weights_only=True).get("fingerprint") == self.fingerprint
+        except Exception:  # a torn or foreign file is simply not a cached pretraining
+            return False
 
     def _run_parallel(self, out: Path, pending: list[Job], workers: int, store: ResultStore, bar: StudyProgress) -> None:
         """Run jobs in forked worker processes, storing each row as it arrives.
@@ -522,13 +544,11 @@ class Study:
         global _ACTIVE
         _ACTIVE = self
         # Pretrained layers first, one job per (target, seed, fraction), so no two runs train the same ones.
-        needs = sorted(
-            {(s.task, s.seed, self._pretrain_fraction(s.fraction)) for j in pending for s in j.specs if uses_study_pretraining(s.strategy, self.config)}
-        )
+        needs = self.pretrainings_needed(out, pending)
         arrived: queue.Queue = queue.Queue()
         pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
         try:
-            for waiting in [pool.apply_async(_pretrain_job, (str(out), RunSpec(t, "pretrain", f, s))) for t, s, f in needs]:
+            for waiting in [pool.apply_async(_pretrain_job, (str(out), spec)) for spec in needs]:
                 waiting.wait()
             for job in pending:
                 pool.apply_async(_run_job, (str(out), job), callback=arrived.put, error_callback=arrived.put)
