@@ -107,7 +107,7 @@ class _Cells:
         return compare(sa, sb, margin, self.reps, seeded(*a, *b))
 
 
-def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup | None = None) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup | None = None, tuning: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The study summary written to ``summary.json``.
 
     Args:
@@ -116,6 +116,8 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
         config: the study's config (names, order, margins, correction).
         lookup: ``lookup(row)`` returns that run's test labels and predictions (None when
             not kept); without them intervals cover the seeds' spread only.
+        tuning: the ``tune:`` searches (:func:`polytask.study.tune.load_tunings`): the values
+            chosen per strategy and fraction, and what the search cost.
     """
     latest: dict[str, dict] = {}
     for r in rows:
@@ -161,8 +163,9 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
         "study_answer": _study_answer(config, cells, cells_by, tasks, fractions, strategies),
         "by_strategy": _by_strategy(cells, tasks, strategies),
         "delta_m": _delta_m(cells, tasks, strategies, fractions),
-        "cost": _cost(ok, config, strategies),
+        "cost": _cost(ok, config, strategies, tuning or []),
         "pretraining": _pretraining(ok, config),
+        "tuning": tuning or [],
         # Augmentation is part of the comparison's conditions: the same for every strategy.
         "augment": {n: dict(t.augment) for n, t in config.tasks.items() if t.augment},
         "warnings": _version_warnings(ok),
@@ -513,7 +516,7 @@ def _pretraining(rows, config: StudyConfig) -> dict[str, Any]:
     }
 
 
-def _cost(rows, config: StudyConfig, strategies) -> list[dict[str, Any]]:
+def _cost(rows, config: StudyConfig, strategies, tuning: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per strategy: what one model costs to train (its own training; the pretraining it
     reuses is in ``pretraining``), and what serving every target takes.
 
@@ -542,6 +545,7 @@ def _cost(rows, config: StudyConfig, strategies) -> list[dict[str, Any]]:
                 "train_seconds_per_model": float(np.mean([r["train_seconds"] for r in models.values()])),
                 "train_seconds_total": float(sum(r["train_seconds"] for r in models.values())),
                 "uses_pretraining": any((r.get("pretrain_seconds") or 0.0) > 0 for r in rs),
+                "tune_seconds": float(sum(t["seconds"] for t in tuning if t["strategy"] == strategy)),
                 "trainable_params": int(np.mean([r["trainable_params"] for r in models.values()])),
                 "serve_params_all_targets": int(serve),
                 "backbone_passes_per_input": 1 if shared else len(tasks),

@@ -360,8 +360,10 @@ class MTLConfig(BaseModel):
         for key, hp in (self.model_extra or {}).items():
             if not isinstance(hp, dict):
                 raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
+            # Per-task vectors (static weights, preference vectors) fix the number of tasks to check with.
+            n_tasks = next((len(v) for v in hp.values() if isinstance(v, list | tuple)), 2)
             try:
-                create(key, 2, **hp)
+                create(key, n_tasks, **hp)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"hyperparameters of '{key}': {e}") from None
         return self
@@ -391,6 +393,51 @@ class AnalysisConfig(_Frozen):
 
     correction: Literal["holm", "none"] = "holm"
     bootstrap: int = Field(400, ge=50)
+
+
+# Tunable settings of the training rules, searched on a log scale.
+TUNABLE_TRAIN = ("lr", "weight_decay", "backbone_lr_ratio")
+
+
+class TuneConfig(_Frozen):
+    """A hyperparameter search per strategy, before the seeds run (config key ``tune``; needs
+    ``optuna``, the ``polytask[tune]`` extra).
+
+    Every strategy gets the same number of trials, each a run on the tuning seed (its own
+    validation carve and training subset, never evaluated) scored on validation only, with
+    a seeded TPE sampler. The chosen values are stored in the study folder
+    (``tuning/<strategy>/<fraction>.json``), reused on resume, and applied to every seed
+    of that strategy and fraction. Shared pretraining is not tuned.
+
+    Attributes:
+        trials: trials per strategy, fraction and model (per target for single-task
+            strategies; one for a shared ``mtl`` model).
+        seed: the tuning seed; must not be one of the study's seeds ``0..seeds-1``.
+        space: what is searched, each as ``[low, high]``: ``lr``, ``weight_decay``,
+            ``backbone_lr_ratio`` (fine-tuning) on a log scale; ``task_weights`` (static
+            task weights of plain ``mtl``, log scale); ``<method>.<hyperparameter>`` of a
+            weighting or domain adaptation method (e.g. ``cagrad.c: [0.1, 0.9]``), linear.
+        strategies: the strategies tuned (default: all but ``aa-control``, which takes
+            scratch's values).
+    """
+
+    trials: int = Field(20, ge=1)
+    seed: int = Field(1000, ge=0)
+    space: dict[str, list[float]] = Field(default_factory=lambda: {"lr": [1e-4, 1e-2], "weight_decay": [1e-6, 1e-2]}, min_length=1)
+    strategies: list[str] | None = None
+
+    @field_validator("space")
+    @classmethod
+    def _ranges(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for key, bounds in v.items():
+            if len(bounds) != 2 or not bounds[0] < bounds[1]:
+                raise ValueError(f"tune.space.{key}: expected [low, high] with low < high, got {bounds}")
+            log = key in TUNABLE_TRAIN or key == "task_weights"
+            if log and bounds[0] <= 0:
+                raise ValueError(f"tune.space.{key}: searched on a log scale, so low must be > 0 (got {bounds[0]})")
+            if not log and "." not in key:
+                raise ValueError(f"tune.space: unknown key '{key}' (known: {', '.join(TUNABLE_TRAIN)}, task_weights, <method>.<hyperparameter>)")
+        return v
 
 
 class ColumnsConfig(_Frozen):
@@ -476,6 +523,7 @@ class StudyConfig(_Frozen):
     domain_adapt: DomainAdaptConfig = Field(DomainAdaptConfig(), alias="domain-adapt")
     sources: dict[str, str] = Field(default_factory=dict)
     analysis: AnalysisConfig = AnalysisConfig()
+    tune: TuneConfig | None = None
     save_models: bool = False
     validation: Literal["shrink", "fixed"] = "shrink"
     allow_overlap: bool = False
@@ -588,6 +636,12 @@ class StudyConfig(_Frozen):
         if needs_others and len(self.tasks) < 2:
             raise ValueError(f"strategies {needs_others} need at least two tasks (got one)")
         self._check_rep_grad()
+        if self.tune is not None and self.tune.seed < self.seeds:
+            raise ValueError(f"field 'tune.seed': {self.tune.seed} is one of the study's seeds 0..{self.seeds - 1}; the tuning seed must never be evaluated")
+        if self.tune is not None:
+            unknown = [s for s in self.tune.strategies or [] if s not in self.strategies]
+            if unknown:
+                raise ValueError(f"field 'tune.strategies': {unknown} are not strategies of this study ({', '.join(self.strategies)})")
         return self
 
     def mtl_method(self, strategy: str) -> str | None:

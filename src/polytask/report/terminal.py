@@ -97,6 +97,8 @@ def print_plan(plan: dict[str, Any], console: Console | None = None) -> None:
         t.add_row(r["strategy"], f"{r['fraction']:g}", str(r["jobs"]), str(r["runs"]), f"{r['epoch_seconds']:.2f}", _span(r["seconds"]))
     if plan["pretrainings"]:
         t.add_row("pretraining", "", str(plan["pretrainings"]), "", "", _span(plan["pretrain_seconds"]))
+    if plan["searches"]:
+        t.add_row(f"tuning ({plan['trials']} trials each)", "", str(plan["searches"]), "", "", _span(plan["tune_seconds"]))
     console.print(t)
     workers = plan["workers"]
     wall = f"; with {workers} workers about {_span(plan['wall_seconds'])} of wall time" if workers > 1 else ""

@@ -53,8 +53,10 @@ def dry_run(study: Study, out: str | Path, workers: int = 1) -> dict[str, Any]:
 
     Returns:
         ``{"planned", "done", "pending": [{strategy, fraction, jobs, runs, epoch_seconds,
-        seconds: [low, high]}], "pretrainings", "pretrain_seconds": [low, high], "tuning",
-        "total_seconds": [low, high], "wall_seconds": [low, high], "probe_seconds", "workers"}``.
+        seconds: [low, high]}], "pretrainings", "pretrain_seconds": [low, high], "searches",
+        "trials", "tune_seconds": [low, high], "total_seconds": [low, high], "wall_seconds":
+        [low, high], "probe_seconds", "workers"}`` (``wall_seconds``: training spread over
+        the workers; searches run before it, in the driver).
     """
     out = Path(out)
     cfg = study.config
@@ -87,11 +89,14 @@ def dry_run(study: Study, out: str | Path, workers: int = 1) -> dict[str, Any]:
                     "seconds": [len(jobs) * epoch * low_epochs, len(jobs) * epoch * high_epochs],
                 }
             )
+    searches = study.searches_needed(out, pending)
+    trials = cfg.tune.trials if cfg.tune is not None else 0
+    tune = [sum(trials * probes[(strategy, fraction)].train_seconds * e for strategy, fraction, _ in searches) for e in (low_epochs, high_epochs)]
     needs = study.pretrainings_needed(out, pending)
     # A pretraining probe epoch was measured with the run that first needed it.
     pre_epoch = max((p.pretrain_seconds for p in probes.values()), default=0.0)
     pretrain = [len(needs) * pre_epoch * low_epochs, len(needs) * pre_epoch * high_epochs]
-    total = [sum(r["seconds"][i] for r in rows) + pretrain[i] for i in (0, 1)]
+    total = [sum(r["seconds"][i] for r in rows) + pretrain[i] + tune[i] for i in (0, 1)]
     return {
         "study": cfg.name,
         "out": str(out),
@@ -100,8 +105,11 @@ def dry_run(study: Study, out: str | Path, workers: int = 1) -> dict[str, Any]:
         "pending": rows,
         "pretrainings": len(needs),
         "pretrain_seconds": pretrain,
+        "searches": len(searches),
+        "trials": trials,
+        "tune_seconds": tune,
         "total_seconds": total,
-        "wall_seconds": [t / max(1, min(workers, max(1, len(pending)))) for t in total],
+        "wall_seconds": [(t - tune[i]) / max(1, min(workers, max(1, len(pending)))) + tune[i] for i, t in enumerate(total)],
         "epochs": [low_epochs, high_epochs],
         "probe_seconds": probe_seconds,
         "workers": workers,

@@ -25,7 +25,7 @@ from polytask.digest import array_digest, state_digest, value_digest
 from polytask.tasks import Task
 
 # Config sections that change a run's numbers.
-NUMBER_SETTINGS = ("model", "train", "mtl", "fine_tune", "domain_adapt", "sources", "validation")
+NUMBER_SETTINGS = ("model", "train", "mtl", "fine_tune", "domain_adapt", "sources", "validation", "tune")
 # Per task, besides its data's content and its (resolved) kind.
 TASK_SETTINGS = ("role", "augment", "metric")
 

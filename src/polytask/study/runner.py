@@ -54,6 +54,7 @@ from polytask.study.fingerprint import data_digest, module_digest, pretrained_di
 from polytask.study.plan import Job, RunSpec, plan_jobs
 from polytask.study.progress import StudyProgress
 from polytask.study.store import ResultStore, write_atomic
+from polytask.study.tune import TUNED_AS, apply, load_tunings, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
 from polytask.tasks import Task, infer_task, task_notes
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
@@ -303,14 +304,14 @@ class Study:
     def _pretrained_path(self, out: Path, target: str, seed: int, fraction: float) -> Path:
         return out / "pretrained" / target / f"{self._pretrain_fraction(fraction):g}" / f"seed{seed}.pt"
 
-    def _context(self, out: Path, spec: RunSpec, callbacks=(), targets: tuple[str, ...] = ()) -> RunContext:
+    def _context(self, out: Path, spec: RunSpec, callbacks=(), targets: tuple[str, ...] = (), config: StudyConfig | None = None) -> RunContext:
         _, tasks = self.load()
         return RunContext(
             target=spec.task,
             targets=targets,
             fraction=spec.fraction,
             seed=spec.seed,
-            config=self.config,
+            config=config or self.config,
             tasks=tasks,
             input_shape=self._shapes[spec.task],
             prepare=lambda name, frac, hide=False, source=None: self.prepare(name, spec.seed, frac, hide, self._source(source)),
@@ -432,13 +433,24 @@ class Study:
         job = Job(spec.strategy, spec.fraction, spec.seed, tuple(self.config.targets) if is_joint(spec.strategy) else (spec.task,))
         return next(r for r in self.execute_job(out, job, callbacks) if r["task"] == spec.task)
 
-    def execute_job(self, out: Path, job: Job, callbacks=()) -> list[dict[str, Any]]:
+    def execute_job(self, out: Path, job: Job, callbacks=(), config: StudyConfig | None = None, keep: bool = True) -> list[dict[str, Any]]:
         """Train one job's model and return a row per cell; a failure fails every cell of it.
 
         Each cell's test predictions go to ``predictions/`` before its row is returned, so
         a stored row always has them.
+
+        Args:
+            out: the study folder.
+            job: what to train.
+            callbacks: engine callbacks (progress).
+            config: settings for this job instead of the study's (a tuning trial); by
+                default the study's, with the values ``tune:`` chose for the job.
+            keep: save predictions (and models, with ``save_models``); a trial keeps none.
         """
         _, tasks = self.load()
+        tuned = None
+        if config is None:
+            config, tuned = self._tuned(out, job, callbacks)
         rows = {
             spec.task: {
                 "run_id": spec.run_id,
@@ -450,19 +462,20 @@ class Study:
                 "model_id": job.model_id,
                 "fingerprint": self.fingerprint,
                 "versions": versions(),
+                **({"tuned": tuned} if tuned else {}),
             }
             for spec in job.specs
         }
         try:
-            ctx = self._context(out, job.specs[0], callbacks, targets=job.tasks)
+            ctx = self._context(out, job.specs[0], callbacks, targets=job.tasks, config=config)
             result = get_strategy(job.strategy)(ctx)
             outcomes: dict[str, RunOutcome] = result if isinstance(result, dict) else {job.tasks[0]: result}
             for spec in job.specs:
                 outcome = outcomes[spec.task]
-                if outcome.predictions is not None:
+                if keep and outcome.predictions is not None:
                     save_predictions(out, spec, outcome.predictions)
                 rows[spec.task].update(outcome.record(), status="ok", error=None)
-                if self.config.save_models and outcome.backbone is not None:
+                if keep and self.config.save_models and outcome.backbone is not None:
                     self._save_backbone(out, spec, outcome.backbone)
         except (KeyboardInterrupt, ConfigError):
             raise
@@ -498,6 +511,8 @@ class Study:
         store = ResultStore(out / "results.jsonl")
         pending = self.pending_jobs(store)
         with StudyProgress(total=sum(len(j.tasks) for j in pending), enabled=progress) as bar:
+            for job in pending:  # every search before any seed runs (and before workers fork)
+                self._tuned(out, job, [bar])
             if workers <= 1 or len(pending) <= 1:
                 for job in pending:
                     bar.start_run(job.label)
@@ -508,6 +523,55 @@ class Study:
                 self._run_parallel(out, pending, workers, store, bar)
         return finalize(out)
 
+    # ---- tuning -------------------------------------------------------------------------
+
+    def _tuned(self, out: Path, job: Job, callbacks=()) -> tuple[StudyConfig, dict[str, Any] | None]:
+        """The settings ``job`` runs with and the values ``tune:`` chose for it (searching
+        first when the study folder holds no search for it yet)."""
+        cfg = self.config
+        if cfg.tune is None or TUNED_AS.get(job.strategy, job.strategy) not in tuned_strategies(cfg):
+            return cfg, None
+        strategy = TUNED_AS.get(job.strategy, job.strategy)
+        key = "+".join(job.tasks)
+        models = read_tuning(out, strategy, job.fraction, self.fingerprint)
+        if key not in models:
+            models[key] = self._search(out, Job(strategy, job.fraction, cfg.tune.seed, job.tasks), callbacks)
+            save_tuning(out, strategy, job.fraction, self.fingerprint, models)
+        best = models[key]["best"]
+        return apply(cfg, job.strategy, best, len(cfg.tasks)), best
+
+    def _search(self, out: Path, job: Job, callbacks=()) -> dict[str, Any]:
+        """The ``tune:`` search for one model: trials on the tuning seed, scored on validation."""
+        cfg = self.config
+        _, tasks = self.load()
+        first: dict[str, float] = {}
+        pretrain = {"seconds": 0.0}
+
+        def run_trial(params: dict[str, Any]) -> tuple[float | None, float]:
+            rows = self.execute_job(out, job, callbacks, config=apply(cfg, job.strategy, params, len(cfg.tasks)), keep=False)
+            if any(r["status"] != "ok" for r in rows):
+                return None, 0.0
+            pretrain["seconds"] = float(rows[0].get("pretrain_seconds") or 0.0)  # one shared pretraining, not tuned
+            # Each target's validation metric, signed to higher-is-better and relative to its first value.
+            scores = []
+            for r in rows:
+                signed = (1.0 if tasks[r["task"]].scorer.higher_is_better else -1.0) * r["val"]
+                first.setdefault(r["task"], abs(r["val"]) or 1.0)
+                scores.append(signed / first[r["task"]])
+            return sum(scores) / len(scores), float(rows[0]["train_seconds"])
+
+        progress = [c for c in callbacks if hasattr(c, "start_run")]
+
+        def show(i: int) -> None:
+            for c in progress:
+                c.start_run(f"tuning {job.strategy} @ {job.fraction:g}: trial {i + 1}/{cfg.tune.trials}")
+
+        space = searched(cfg, job.strategy)
+        seed = search_seed(cfg.tune.seed, job.strategy, job.fraction, "+".join(job.tasks))
+        record = search(run_trial, space, cfg.tune.trials, seed, len(cfg.tasks), progress=show)
+        record.update(pretrain_seconds=pretrain["seconds"], space=space, seed=cfg.tune.seed)
+        return record
+
     def planned_jobs(self) -> list[Job]:
         """Every job of the study (:func:`~polytask.study.plan.plan_jobs`)."""
         return plan_jobs(self.config)
@@ -516,6 +580,15 @@ class Study:
         """The jobs with a cell that has no finished row under this study's fingerprint."""
         done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == self.fingerprint}
         return [j for j in self.planned_jobs() if any(s.run_id not in done for s in j.specs)]
+
+    def searches_needed(self, out: Path, jobs: list[Job]) -> list[tuple[str, float, str]]:
+        """The ``tune:`` searches ``jobs`` need that the study folder does not hold yet:
+        ``(strategy, fraction, model)``."""
+        if self.config.tune is None:
+            return []
+        tuned = tuned_strategies(self.config)
+        wanted = {(TUNED_AS.get(j.strategy, j.strategy), j.fraction, "+".join(j.tasks)) for j in jobs}
+        return sorted(w for w in wanted if w[0] in tuned and w[2] not in read_tuning(Path(out), w[0], w[1], self.fingerprint))
 
     def pretrainings_needed(self, out: Path, jobs: list[Job]) -> list[RunSpec]:
         """The in-study pretrainings ``jobs`` need that the study folder does not hold yet,
@@ -687,7 +760,7 @@ def finalize(out: str | Path) -> dict[str, Any]:
     record = study_record(out)
     fingerprint = record["fingerprint"]
     rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
-    summary = summarize(rows, config, lookup=lambda row: load_predictions(out, row))
+    summary = summarize(rows, config, lookup=lambda row: load_predictions(out, row), tuning=load_tunings(out, fingerprint))
     summary["warnings"] = [*record.get("notes", []), *summary["warnings"]]
     relate = load_relate(out)
     if relate is not None:
