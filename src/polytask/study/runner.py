@@ -97,6 +97,8 @@ class Study:
                 raise ConfigError(str(e)) from None
         self.backbone = backbone
         self._loaded: tuple[dict[str, TaskData], dict[str, Task]] | None = None
+        # What is worth telling the user about the tasks (guessed kinds, misleading metrics).
+        self.notes: list[str] = []
         self._encoders: dict[str, Callable] = {}
         self._feature_cache = FeatureCache()
 
@@ -138,12 +140,7 @@ class Study:
         self._check_shapes(raw)
         self._check_leaks(raw)
         self._split_keys = input_groups(raw)
-        # Tasks sharing one carve keep one shrunken validation split: floors of the group.
-        self._val_floor: dict[str, int] = {}
-        for name, key in self._split_keys.items():
-            t = tasks[name]
-            floor = MIN_VAL_PER_CLASS * (2 if t.kind == "binary" else t.n_outputs) if t.kind != "regression" else MIN_VAL_ROWS
-            self._val_floor[key] = max(self._val_floor.get(key, 0), floor)
+        self._val_floor = validation_floors(self._split_keys, tasks)
         self._check_rep_grad()
         self._loaded = raw, tasks  # what the checks below read through self.load()
         try:
@@ -643,6 +640,18 @@ class Study:
             raise
         finally:
             pool.join()
+
+
+def validation_floors(split_keys: dict[str, str], tasks: dict[str, Task]) -> dict[str, int]:
+    """Per group of tasks sharing one carve, the fewest rows its shrunken validation split
+    keeps: enough for each task of the group (5 rows per class, 30 for regression), so the
+    group keeps one set of rows."""
+    floors: dict[str, int] = {}
+    for name, key in split_keys.items():
+        t = tasks[name]
+        floor = MIN_VAL_ROWS if t.kind == "regression" else MIN_VAL_PER_CLASS * (2 if t.kind == "binary" else t.n_outputs)
+        floors[key] = max(floors.get(key, 0), floor)
+    return floors
 
 
 def input_groups(raw: dict[str, TaskData]) -> dict[str, str]:
