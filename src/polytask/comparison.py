@@ -6,16 +6,16 @@ over seeds and over test rows. Its uncertainty has two parts:
 
 - the spread of the paired differences over seeds (initialization, batch order), and
 - the sampling error of the test rows: another test set of the same size would give
-  other numbers. It is the variance, over resamples of the test rows (one resample
-  shared by every seed, since every seed is tested on the same rows), of the mean over
-  seeds of the paired differences. For metrics that are a mean of per-row terms
-  (accuracy, MAE, log loss) this variance is computed exactly (the bootstrap's limit);
-  for the others (AUC, F1, RMSE, ...) by a seeded bootstrap.
+  other numbers. It comes from resampling the test rows (one resample shared by every
+  seed, since every seed is tested on the same rows): computed exactly for metrics that
+  are a mean of per-row terms (accuracy, MAE, log loss; the bootstrap's limit), by a
+  seeded bootstrap for the others (AUC, F1, RMSE, ...).
 
-The variance of the mean difference is their sum, ``sd^2 / n + v_rows``, with
-Welch-Satterthwaite degrees of freedom (the test-row part counts as known). The sum
-somewhat overstates the uncertainty (the seed spread already contains part of the test
-rows' noise), which errs on the side of fewer claims.
+The variance of the mean difference is ``sd^2 / n + v_rows``, with Welch-Satterthwaite
+degrees of freedom (the test-row part counts as known). Runs of two seeds disagree on
+test rows partly at random, and that seed-by-row interaction is already in the seeds'
+spread ``sd``; ``v_rows`` is what the rows add beyond it (a two-way random-effects split
+of the resampling variances, :func:`_row_variance`), so nothing is counted twice.
 
 Verdicts, in this order (:func:`verdict`):
 
@@ -97,8 +97,18 @@ def _combine(sd: float, n: int, row_var: float | None) -> tuple[float, float]:
 
 
 def _row_variance(metric: Metric, parts: list[tuple[RowPredictions, RowPredictions | None]], sign: float, reps: int, rng: np.random.Generator) -> float | None:
-    """Variance over resamples of the test rows of the mean over seeds of ``sign * (a - b)``
-    (of ``a`` alone when ``b`` is None). ``parts``: per seed, the rows of ``a`` and ``b``."""
+    """The test rows' part of the variance of the mean over seeds of ``sign * (a - b)`` (of
+    ``a`` alone when ``b`` is None); ``parts``: per seed, the rows of ``a`` and ``b``.
+
+    Over resamples of the test rows (one resample shared by every seed), ``v_mean`` is the
+    variance of the mean over the ``S`` seeds and ``v_each`` the mean of each seed's own
+    variance. A two-way (seed x row) random-effects view splits them: the seed-by-row
+    interaction (two runs disagreeing on rows at random) adds ``i / S`` to ``v_mean`` and
+    ``i`` to ``v_each``, and it is already in the seeds' spread ``sd^2 / S``. What the rows
+    add beyond it, the variance a new test set would bring, is
+    ``v_mean - (v_each - v_mean) / (S - 1)`` (at least 0). With one seed the interaction
+    cannot be separated and ``v_mean`` is returned.
+    """
     if not parts:
         return None
     n_rows = len(parts[0][0][0])
@@ -106,20 +116,31 @@ def _row_variance(metric: Metric, parts: list[tuple[RowPredictions, RowPredictio
         if len(ta) != n_rows or (b is not None and (len(b[0]) != n_rows or not np.array_equal(b[0], ta))):
             return None  # not the same test rows: no paired resampling
     if metric.rows is not None:
-        terms = np.mean([sign * (metric.rows(*a) - (metric.rows(*b) if b is not None else 0.0)) for a, b in parts], axis=0)
-        return float(terms.var() / n_rows)
-    values = []
-    for _ in range(reps):
-        idx = rng.integers(0, n_rows, n_rows)
-        diffs = []
-        for (ta, pa), b in parts:
-            d = metric.score(ta[idx], pa[idx])
-            if b is not None:
-                d -= metric.score(b[0][idx], b[1][idx])
-            diffs.append(sign * d)
-        if all(math.isfinite(d) for d in diffs):
-            values.append(float(np.mean(diffs)))
-    return float(np.var(values, ddof=1)) if len(values) > 1 else None
+        # Per-row metrics: the resampling variances in closed form (the bootstrap's limit).
+        terms = np.stack([sign * (metric.rows(*a) - (metric.rows(*b) if b is not None else 0.0)) for a, b in parts])
+        v_mean = float(terms.mean(0).var() / n_rows)
+        v_each = float(terms.var(1).mean() / n_rows)
+    else:
+        draws = []
+        for _ in range(reps):
+            idx = rng.integers(0, n_rows, n_rows)
+            diffs = []
+            for (ta, pa), b in parts:
+                d = metric.score(ta[idx], pa[idx])
+                if b is not None:
+                    d -= metric.score(b[0][idx], b[1][idx])
+                diffs.append(sign * d)
+            if all(math.isfinite(d) for d in diffs):
+                draws.append(diffs)
+        if len(draws) < 2:
+            return None
+        draws = np.array(draws)
+        v_mean = float(draws.mean(1).var(ddof=1))
+        v_each = float(draws.var(0, ddof=1).mean())
+    s = len(parts)
+    if s < 2:
+        return v_mean
+    return max(0.0, v_mean - (v_each - v_mean) / (s - 1))
 
 
 def cell_interval(a: Scores, reps: int = 400, seed: int = 0) -> Interval:
