@@ -1,8 +1,9 @@
 """The training engine: the one loop every strategy trains through.
 
 AdamW over the trainable parameters (optionally in groups with their own learning
-rates), batches from every task at each step, equal-weight sum of task losses,
-early stopping on a validation criterion, best-state restore. Randomness (batch order,
+rates), batches from every task at each step (one forward pass for tasks on the same
+inputs), task losses combined by a weighting method (a plain sum by default), early
+stopping on a validation criterion, best-state restore. Randomness (batch order,
 dropout) comes from the run's seed only, so the same seed gives the same numbers on CPU.
 """
 
@@ -349,9 +350,12 @@ def fit(
 ) -> FitResult:
     """Train ``model(x, task_name)`` on every task in ``data`` and restore its best state.
 
-    Each step draws one batch from every task, so a small task is cycled rather than
-    starved by a large one; an epoch is one pass over the largest task, and at least
-    ``train.min_steps_per_epoch`` steps. With ``sampling``, task ``t`` puts about
+    Each step draws one batch from every task's labelled rows, so a small task is cycled
+    rather than starved by a large one; an epoch is one pass over the largest task, and at
+    least ``train.min_steps_per_epoch`` steps. Tasks that read the same inputs share one
+    forward pass of a model whose heads read one representation (``shares_representation``,
+    hard sharing): the backbone runs once over the union of their rows, one batch when
+    they are labelled on the same rows. With ``sampling``, task ``t`` puts about
     ``batch_size * T * p_t`` rows in each step and its loss is scaled by ``T * p_t``
     (:func:`polytask.sampling.batch_plan`): the step is then the mean over a batch
     mixed in those proportions.
