@@ -1,12 +1,16 @@
 """Strategies: how a target task is learned. Each builds a model and a data plan, then
 calls the one engine; none has a training loop of its own.
 
-- ``scratch``: the target alone, random initialization.
+- ``scratch``: the target alone, random initialization (``aa-control``: the same with its
+  own random stream, an A/A control).
 - ``feature-extraction``: shared layers pretrained on the other tasks, frozen; a new head
   trained on features computed once per run.
 - ``fine-tune``: the same pretrained shared layers and a new head, all trained on the
   target, the pretrained layers at ``train.backbone_lr_ratio`` of the learning rate.
-- ``mtl``: one model, shared layers and a head per task, trained on every task at once.
+- ``mtl``: one model for every target, shared layers and a head per task, trained on every
+  task at once (a joint strategy: one run fills the cells of all targets);
+  ``mtl-per-target``: such a model per target, selected on that target.
+- ``domain-adapt:<method>`` (:mod:`polytask.transfer.domain_adapt`).
 """
 
 from __future__ import annotations
