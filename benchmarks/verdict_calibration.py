@@ -26,7 +26,7 @@ the true effect relative to the margin, and the A/A false-alarm rate with its bi
 Usage::
 
     .venv/bin/python benchmarks/verdict_calibration.py                 # 24 families, under an hour on 2 cores
-    .venv/bin/python benchmarks/verdict_calibration.py --families 4
+    .venv/bin/python benchmarks/verdict_calibration.py --families 8 --study-rows 3000   # larger test sets
     .venv/bin/python benchmarks/verdict_calibration.py --quick         # smoke run
 """
 
@@ -172,6 +172,8 @@ def report(records: list[dict], seconds: float, settings: dict) -> None:
     aa = [r for r in records if r["strategy"] == "aa-control"]
     real = [r for r in records if r["strategy"] != "aa-control"]
     print(f"\n{settings['families']} families, {len(real)} verdicts on real comparisons, {len(aa)} A/A studies, {seconds / 60:.1f} min")
+    truth = f"{settings['truth_seeds']} other seeds, {settings['truth_rows']} other rows"
+    print(f"verdict studies: {STUDY_SEEDS} seeds, {settings['study_rows']} test rows; truth: {truth}")
     print(f"\n{'|true effect| / margin':<24}{'cells':>7}{'right':>9}{'inconcl.':>10}{'wrong':>8}")
     for lo, hi in zip(BINS, BINS[1:]):
         here = [r for r in real if lo <= abs(r["true_delta"]) / r["margin"] < hi]
@@ -202,11 +204,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one tiny family, for a smoke test")
     parser.add_argument("--families", type=int, help=f"number of families (default {FULL['families']})")
+    parser.add_argument("--study-rows", type=int, help=f"test rows of the verdict studies (default {FULL['study_rows']})")
     parser.add_argument("--workers", type=int, default=2, help="processes per study (default 2)")
     args = parser.parse_args()
     settings = dict(QUICK if args.quick else FULL)
     if args.families:
         settings["families"] = args.families
+    if args.study_rows:
+        settings["study_rows"] = args.study_rows
     start = time.perf_counter()
     records = []
     with tempfile.TemporaryDirectory(prefix="polytask-calibration-") as tmp:
