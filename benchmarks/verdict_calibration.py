@@ -27,6 +27,7 @@ Usage::
 
     .venv/bin/python benchmarks/verdict_calibration.py                 # 24 families, under an hour on 2 cores
     .venv/bin/python benchmarks/verdict_calibration.py --families 8 --study-rows 3000   # larger test sets
+    .venv/bin/python benchmarks/verdict_calibration.py --families 8 --margin 0.03        # a wider margin
     .venv/bin/python benchmarks/verdict_calibration.py --quick         # smoke run
 """
 
@@ -71,12 +72,13 @@ def _family(index: int, settings: dict) -> tuple[dict[str, TaskData], bool]:
     return fam, related
 
 
-def _config(family: dict[str, TaskData], seeds: int, fractions: list[float], quick: bool) -> dict:
+def _config(family: dict[str, TaskData], seeds: int, fractions: list[float], quick: bool, margin: float | None = None) -> dict:
+    target = {"margin": margin} if margin else {}
     return {
         "name": "calibration",
         "seeds": seeds,
         "fractions": fractions,
-        "tasks": {n: {"role": "target" if n == "target" else "source"} for n in family},
+        "tasks": {n: {"role": "target", **target} if n == "target" else {"role": "source"} for n in family},
         "model": {"backbone": "mlp", "mlp": {"hidden": [32, 16], "dropout": 0.0}},
         "strategies": STRATEGIES,
         "train": {"max_epochs": 3 if quick else 40, "batch_size": 64, "lr": 0.003, "patience": 2 if quick else 8, "min_steps_per_epoch": 5},
@@ -114,7 +116,7 @@ def run_family(index: int, settings: dict, workdir: Path, workers: int, quick: b
     family, related = _family(index, settings)
     groups, truth_seeds = settings["verdict_groups"], settings["truth_seeds"]
     seeds = truth_seeds + groups * STUDY_SEEDS
-    cfg = _config(family, seeds, settings["fractions"], quick)
+    cfg = _config(family, seeds, settings["fractions"], quick, settings.get("margin"))
     out = workdir / f"family{index}"
     Study(cfg, data=family).run(out=out, workers=workers, progress=False)
     config = Study(cfg, data=family).config
@@ -173,7 +175,8 @@ def report(records: list[dict], seconds: float, settings: dict) -> None:
     real = [r for r in records if r["strategy"] != "aa-control"]
     print(f"\n{settings['families']} families, {len(real)} verdicts on real comparisons, {len(aa)} A/A studies, {seconds / 60:.1f} min")
     truth = f"{settings['truth_seeds']} other seeds, {settings['truth_rows']} other rows"
-    print(f"verdict studies: {STUDY_SEEDS} seeds, {settings['study_rows']} test rows; truth: {truth}")
+    margin = f"margin {settings['margin']:g}" if settings.get("margin") else "the default margin"
+    print(f"verdict studies: {STUDY_SEEDS} seeds, {settings['study_rows']} test rows, {margin}; truth: {truth}")
     print(f"\n{'|true effect| / margin':<24}{'cells':>7}{'right':>9}{'inconcl.':>10}{'wrong':>8}")
     for lo, hi in zip(BINS, BINS[1:]):
         here = [r for r in real if lo <= abs(r["true_delta"]) / r["margin"] < hi]
@@ -205,6 +208,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one tiny family, for a smoke test")
     parser.add_argument("--families", type=int, help=f"number of families (default {FULL['families']})")
     parser.add_argument("--study-rows", type=int, help=f"test rows of the verdict studies (default {FULL['study_rows']})")
+    parser.add_argument("--margin", type=float, help="the target's margin (default: the metric's, 0.01 for accuracy)")
     parser.add_argument("--workers", type=int, default=2, help="processes per study (default 2)")
     args = parser.parse_args()
     settings = dict(QUICK if args.quick else FULL)
@@ -212,6 +216,8 @@ def main() -> None:
         settings["families"] = args.families
     if args.study_rows:
         settings["study_rows"] = args.study_rows
+    if args.margin:
+        settings["margin"] = args.margin
     start = time.perf_counter()
     records = []
     with tempfile.TemporaryDirectory(prefix="polytask-calibration-") as tmp:
