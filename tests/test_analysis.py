@@ -305,6 +305,69 @@ def test_study_level_answer_one_shared_model_for_many_targets():
     assert cost["mtl"]["models"] == 5 and cost["scratch"]["models"] == 20
 
 
+# The MultiMNIST example (5 seeds, test accuracy): six balancing methods of one shared model
+# against scratch on two targets; each method is 1-2 points below, raw p 0.01-0.05.
+MULTI_MNIST = {
+    "left": {
+        "scratch": [0.9487, 0.9547, 0.942, 0.9533, 0.9513],
+        "mtl:ew": [0.9353, 0.9333, 0.9273, 0.9393, 0.948],
+        "mtl:uw": [0.94, 0.938, 0.9307, 0.936, 0.936],
+        "mtl:pcgrad": [0.936, 0.9447, 0.94, 0.9333, 0.9467],
+        "mtl:famo": [0.9413, 0.9393, 0.9367, 0.9347, 0.9313],
+    },
+    "right": {
+        "scratch": [0.9433, 0.9333, 0.9373, 0.9367, 0.9387],
+        "mtl:ew": [0.9233, 0.932, 0.934, 0.9207, 0.9213],
+        "mtl:uw": [0.9447, 0.924, 0.9287, 0.9233, 0.918],
+        "mtl:pcgrad": [0.9113, 0.9313, 0.9247, 0.918, 0.9213],
+        "mtl:famo": [0.9213, 0.918, 0.922, 0.9007, 0.9313],
+    },
+}
+
+
+@pytest.mark.parametrize("correction", ["holm", "none"])
+def test_the_study_answer_and_the_cells_give_one_verdict_per_comparison(correction):
+    # The study answer compares each shared model with the same scratch cells as the table:
+    # one comparison, one verdict, whatever the correction; "worse on" lists only what the
+    # table calls worse.
+    strategies = list(MULTI_MNIST["left"])
+    rows = [r for task, values in MULTI_MNIST.items() for r in _rows(values, task=task)]
+    summary = summarize(rows, _config(strategies, tasks=list(MULTI_MNIST), analysis={"correction": correction}))
+    cells = _cells(summary)
+    assert len(summary["study_answer"]) == 4
+    claims = 0
+    for answer in summary["study_answer"]:
+        for p in answer["per_task"]:
+            cell = cells[(p["task"], answer["strategy"], 1.0)]
+            assert p["against"] == cell["reference"] == "scratch"
+            assert p["verdict"] == cell["verdict"]
+            listed = answer["answer"].split(" targets: ")[1].split(";")[0]
+            assert (p["task"] in listed and "worse on" in listed) == (cell["verdict"] == "worse")
+            claims += cell["verdict"] == "worse"
+    # Uncorrected, most of the eight comparisons are called worse; Holm over the family keeps fewer.
+    assert claims >= 6 if correction == "none" else claims <= 3
+
+
+def test_equivalence_on_every_task_is_an_intersection_union_test_corrected_across_shared_models():
+    # Per shared model, "equivalent on every task" holds at 5% when each task's TOST does (the
+    # largest p counts); with several shared models Holm runs over those p-values.
+    rng = np.random.default_rng(1)
+    tasks = ["a", "b"]
+    rows = []
+    for t in tasks:
+        base = 0.8 + rng.normal(scale=0.01, size=5)
+        values = {"scratch": list(base)} | {m: list(base + rng.normal(scale=0.003, size=5)) for m in ("mtl:ew", "mtl:uw", "mtl:famo")}
+        rows += _rows(values, task=t)
+    summary = summarize(rows, _config(["scratch", "mtl:ew", "mtl:uw", "mtl:famo"], tasks=tasks))
+    raw = summarize(rows, _config(["scratch", "mtl:ew", "mtl:uw", "mtl:famo"], tasks=tasks, analysis={"correction": "none"}))
+    for held, free in zip(summary["study_answer"], raw["study_answer"]):
+        assert free["p_equivalence"] == pytest.approx(max(p["p_equivalence_raw"] for p in free["per_task"]))
+        assert held["p_equivalence"] >= free["p_equivalence"]
+        assert (held["verdict"] == "equivalent") == (held["p_equivalence"] < 0.05)
+    ordered = sorted(f["p_equivalence"] for f in raw["study_answer"])
+    assert min(h["p_equivalence"] for h in summary["study_answer"]) == pytest.approx(min(1.0, 3 * ordered[0]))
+
+
 def test_failed_rows_count_only_while_unfixed_and_n_paired_is_reported():
     rows = _rows({"scratch": [0.8, 0.81, 0.79, 0.8], "mtl": [0.85, 0.86, 0.84]})
     failed = {**rows[-1], "run_id": "t/mtl/1/seed3", "seed": 3, "status": "failed", "error": "DivergedError: nan", "test": None}

@@ -14,8 +14,10 @@ Conventions:
   negative transfer), ``inconclusive`` (neither; with an approximate number of seeds
   that would settle it), ``baseline`` for scratch. "Not significant" is never reported as
   "the same". With ``analysis.correction: holm`` (default) the p-values of all
-  non-baseline cells are Holm-adjusted, once for the difference tests and once for the
-  equivalence tests; raw p-values are kept.
+  non-baseline cells, with the study answer's comparisons against a strategy other than
+  the cell's reference, are Holm-adjusted as one family, once for the difference tests and
+  once for the equivalence tests; raw p-values are kept. One comparison has one verdict
+  wherever the summary states it.
 - A recommendation picks only what the user can run (with the target's labels withheld,
   strategies that never read them), prefers a cheaper strategy only when it is
   non-inferior to the best one, and says when the answer is inconclusive.
@@ -144,7 +146,15 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
                     if c is not None:
                         comparisons.append((cell, c))
                 cells.append(cell)
-    _verdicts(comparisons, config.analysis.correction, cells_by)
+    # The study answer's comparisons against a strategy other than the cell's reference are
+    # claims too: they join the cells' family, so every verdict in the summary is corrected together.
+    joint = _joint_comparisons(config, cells, cells_by, tasks, fractions, strategies)
+    extra = [g for _, _, group in joint for g in group if g["against"]["strategy"] != g["cell"]["reference"]]
+    _verdicts(comparisons, config.analysis.correction, extra)
+    for _, _, group in joint:
+        for g in group:
+            if g["against"]["strategy"] == g["cell"]["reference"]:
+                g["p"], g["p_tost"] = g["cell"]["p_value"], g["cell"]["p_equivalence"]
 
     return {
         "study": config.name,
@@ -160,7 +170,7 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
         "fractions": fractions,
         "cells": cells,
         "recommendations": _recommend(config, cells, cells_by, tasks, fractions),
-        "study_answer": _study_answer(config, cells, cells_by, tasks, fractions, strategies),
+        "study_answer": _study_answer(joint, cells, tasks, config.analysis.correction),
         "by_strategy": _by_strategy(cells, tasks, strategies),
         "delta_m": _delta_m(cells, tasks, strategies, fractions),
         "cost": _cost(ok, config, strategies, tuning or []),
@@ -223,11 +233,16 @@ def _cell(cells_by: _Cells, key: tuple, strategies: list[str], margin: float) ->
     return cell
 
 
-def _verdicts(comparisons: list[tuple[dict, Comparison]], correction: str, cells_by: _Cells) -> None:
-    """Fill each compared cell's difference, interval, p-values (corrected) and verdict."""
-    raw_p = [c.p for _, c in comparisons]
-    raw_tost = [c.p_tost for _, c in comparisons]
+def _verdicts(comparisons: list[tuple[dict, Comparison]], correction: str, extra: list[dict]) -> None:
+    """Fill each compared cell's difference, interval, p-values (corrected) and verdict, and the
+    corrected ``p`` and ``p_tost`` of the ``extra`` comparisons (dicts with a ``comparison``)."""
+    every = [c for _, c in comparisons] + [g["comparison"] for g in extra]
+    raw_p = [c.p for c in every]
+    raw_tost = [c.p_tost for c in every]
     p_adj, tost_adj = (holm(raw_p), holm(raw_tost)) if correction == "holm" else (raw_p, raw_tost)
+    n = len(comparisons)
+    for g, p, pt in zip(extra, p_adj[n:], tost_adj[n:]):
+        g["p"], g["p_tost"] = p, pt
     for (cell, c), p, pt in zip(comparisons, p_adj, tost_adj):
         span = get_metric(cell["metric"]).high - get_metric(cell["metric"]).low
         clip = span if math.isfinite(span) else None
@@ -369,20 +384,16 @@ def _standing(best: dict[str, Any], others: list[dict[str, Any]], unit: str) -> 
     )
 
 
-def _study_answer(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions, strategies) -> list[dict[str, Any]]:
-    """With several targets: one shared model for all of them against a model per target.
-
-    Per fraction and joint strategy (``mtl``, ``mtl:<method>``), each target is compared
-    with the best per-target strategy there (by mean). "Equivalent on every task" is an
-    intersection-union test: each task's TOST at 5%, no correction needed.
-    """
+def _joint_comparisons(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions, strategies) -> list[tuple[float, str, list[dict]]]:
+    """Per fraction and joint strategy (``mtl``, ``mtl:<method>``): each target's comparison
+    of the shared model with the best per-target strategy there (by mean) that the user can run."""
     joint = [s for s in strategies if s.partition(":")[0] == "mtl"]
     if len(tasks) < 2 or not joint:
         return []
     out = []
     for fraction in fractions:
         for strategy in joint:
-            per_task, alternatives = [], {}
+            group = []
             for task in tasks:
                 here = {c["strategy"]: c for c in cells if c["task"] == task and c["fraction"] == fraction}
                 if strategy not in here:
@@ -392,36 +403,61 @@ def _study_answer(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions
                 if not options:
                     break
                 alt = max(options, key=lambda c: sign * c["mean"])
-                alternatives[task] = alt
                 cmp = cells_by.compare((task, strategy, fraction), (task, alt["strategy"], fraction), here[strategy]["margin"])
-                v = verdict(cmp)
-                noninferior = cmp.p_noninferior is not None and cmp.p_noninferior < ALPHA
-                per_task.append(
-                    {
-                        "task": task,
-                        "against": alt["strategy"],
-                        "verdict": v,
-                        "non_inferior": noninferior,
-                        "delta": cmp.diff.mean,
-                        "ci90": list(cmp.ci(0.90) or []) or None,
-                    }
-                )
-            if len(per_task) != len(tasks):
-                continue
-            out.append(_shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks))
+                if cmp is None:
+                    break
+                group.append({"task": task, "cell": here[strategy], "against": alt, "comparison": cmp})
+            if len(group) == len(tasks):
+                out.append((fraction, strategy, group))
     return out
 
 
-def _shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks) -> dict[str, Any]:
+def _study_answer(joint: list[tuple[float, str, list[dict]]], cells, tasks, correction: str) -> list[dict[str, Any]]:
+    """With several targets: one shared model for all of them against a model per target.
+
+    Each target's verdict is the summary's one verdict for that comparison (the cell's own when
+    the best per-target strategy is the cell's reference; else corrected with the cells, see
+    :func:`summarize`). "Equivalent on every task" and "non-inferior on every task" are
+    intersection-union tests (the largest of the tasks' p-values, no correction across tasks),
+    Holm-adjusted across the shared models and fractions.
+    """
+    raw_eq = [max(_none_as_one(g["comparison"].p_tost) for g in group) for _, _, group in joint]
+    raw_ni = [max(_none_as_one(g["comparison"].p_noninferior) for g in group) for _, _, group in joint]
+    p_eq, p_ni = (holm(raw_eq), holm(raw_ni)) if correction == "holm" else (raw_eq, raw_ni)
+    out = []
+    for (fraction, strategy, group), pe, pn in zip(joint, p_eq, p_ni):
+        per_task = [
+            {
+                "task": g["task"],
+                "against": g["against"]["strategy"],
+                "verdict": verdict(g["comparison"], g["p"], g["p_tost"]),
+                "delta": g["comparison"].diff.mean,
+                "ci90": list(g["comparison"].ci(0.90) or []) or None,
+                "p_value": g["p"],
+                "p_equivalence_raw": g["comparison"].p_tost,
+                "p_noninferior_raw": g["comparison"].p_noninferior,
+            }
+            for g in group
+        ]
+        alternatives = {g["task"]: g["against"] for g in group}
+        out.append(_shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks, pe, pn))
+    return out
+
+
+def _none_as_one(p: float | None) -> float:
+    return 1.0 if p is None else p
+
+
+def _shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks, p_equivalence: float, p_noninferior: float) -> dict[str, Any]:
     shared = {c["task"]: c for c in cells if c["strategy"] == strategy and c["fraction"] == fraction}
     shared_seconds = shared[tasks[0]]["train_seconds"]  # one model for every target
     separate_seconds = sum(_cost_of(alternatives[t]) for t in tasks)
     shared_params = shared[tasks[0]]["backbone_params"] + sum(shared[t]["head_params"] for t in tasks)
     separate_params = sum(alternatives[t]["backbone_params"] + alternatives[t]["head_params"] for t in tasks)
     verdicts = {p["task"]: p["verdict"] for p in per_task}
-    if all(v == "equivalent" for v in verdicts.values()):
+    if p_equivalence < ALPHA:
         answer, verdict_all = "equivalent within the margin on every task", "equivalent"
-    elif all(p["non_inferior"] or p["verdict"] == "better" for p in per_task):
+    elif p_noninferior < ALPHA:
         better = [p["task"] for p in per_task if p["verdict"] == "better"]
         answer = "not worse than a model per target by more than the margin on any task" + (f", better on {', '.join(better)}" if better else "")
         verdict_all = "non-inferior"
@@ -441,6 +477,8 @@ def _shared_model_answer(fraction, strategy, per_task, alternatives, cells, task
         "verdict": verdict_all,
         "answer": f"one {strategy} model for all {len(tasks)} targets: {answer}; {cost}",
         "recommended": verdict_all in ("equivalent", "non-inferior"),
+        "p_equivalence": p_equivalence,
+        "p_noninferior": p_noninferior,
         "per_task": per_task,
         "train_seconds": {"shared": shared_seconds, "per_target": separate_seconds},
         "serve_params": {"shared": int(shared_params), "per_target": int(separate_params)},
