@@ -25,7 +25,7 @@ def verdict_table(summary: dict[str, Any]) -> Table:
     The reference is scratch, except for domain adaptation methods (source-only).
     """
     seeds = max((c["n"] for c in summary["cells"]), default=0)
-    correction = ", p Holm-adjusted" if summary.get("correction") == "holm" else ""
+    correction = ", p Holm-adjusted over the table, intervals per comparison" if summary.get("correction") == "holm" else ""
     t = Table(title=f"study {summary['study']}: test metric over {seeds} seeds (Δ vs scratch unless noted{correction})")
     for col in ("task", "fraction", "strategy", "mean [95% CI]", "labels", "Δ [95% CI]", "p", "verdict"):
         t.add_column(col, justify="left" if col in ("task", "strategy", "verdict") else "right")
