@@ -147,6 +147,13 @@ def test_identical_differences_and_too_few_seeds_give_no_p_value():
     assert two.p is None and verdict(two) == "inconclusive" and "needs 3" in two.reason
 
 
+def test_no_spread_promises_no_number_of_seeds():
+    # Every seed +0.05: the comparison cannot be tested at any n, so no seed count settles it.
+    same = compare(_scores([0.85, 0.87, 0.86]), _scores([0.80, 0.82, 0.81]), 0.01)
+    seeds, why = seeds_to_settle(same)
+    assert seeds is None and "same difference" in why
+
+
 def test_holm_by_hand():
     assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
 
@@ -366,6 +373,32 @@ def test_equivalence_on_every_task_is_an_intersection_union_test_corrected_acros
         assert (held["verdict"] == "equivalent") == (held["p_equivalence"] < 0.05)
     ordered = sorted(f["p_equivalence"] for f in raw["study_answer"])
     assert min(h["p_equivalence"] for h in summary["study_answer"]) == pytest.approx(min(1.0, 3 * ordered[0]))
+
+
+def test_a_task_without_rows_at_one_fraction_is_left_out_not_a_crash():
+    # A partial study (or a cell whose every run failed): task b has no rows at 0.1 yet.
+    rows = _rows({"scratch": [0.8, 0.82, 0.81], "mtl": [0.81, 0.83, 0.80]}, task="a", fraction=0.1)
+    rows += _rows({"scratch": [0.8, 0.82, 0.81], "mtl": [0.81, 0.83, 0.80]}, task="a") + _rows({"scratch": [0.7, 0.72, 0.71]}, task="b")
+    summary = summarize(rows, _config(["scratch", "mtl"], tasks=("a", "b"), fractions=[0.1, 1.0]))
+    assert {(c["task"], c["fraction"]) for c in summary["cells"]} == {("a", 0.1), ("a", 1.0), ("b", 1.0)}
+
+
+def test_scratch_on_top_lists_only_what_is_unsettled_against_it():
+    # Scratch has the highest mean; a domain adaptation method 'better' than source-only is
+    # no claim about scratch, and 'worse or equivalent' must not be said of it.
+    cfg = _config(["scratch", "domain-adapt:source-only", "domain-adapt:mcc"])
+    rows = _rows(
+        {
+            "scratch": [0.95, 0.96, 0.955, 0.952, 0.958],
+            "domain-adapt:source-only": [0.60, 0.62, 0.61, 0.63, 0.60],
+            "domain-adapt:mcc": [0.80, 0.83, 0.80, 0.84, 0.81],
+        }
+    )
+    summary = summarize(rows, cfg)
+    assert _cells(summary)[("t", "domain-adapt:mcc", 1.0)]["verdict"] == "better"
+    (rec,) = summary["recommendations"]
+    assert rec["best"] == "scratch" and "worse or equivalent" not in rec["reason"]
+    assert "domain-adapt:mcc was compared with domain-adapt:source-only, not with scratch" in rec["reason"]
 
 
 def test_failed_rows_count_only_while_unfixed_and_n_paired_is_reported():

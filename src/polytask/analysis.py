@@ -135,6 +135,8 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
     cells, comparisons = [], []
     for task in tasks:
         for fraction in fractions:
+            if not any((task, s, fraction) in cells_by.by_cell for s in strategies):
+                continue  # a partial study, or a cell whose every run failed
             margin = _margin(config, cells_by, task, fraction)
             for strategy in strategies:
                 key = (task, strategy, fraction)
@@ -192,7 +194,7 @@ def _margin(config: StudyConfig, cells_by: _Cells, task: str, fraction: float) -
         return float(given)
     base = cells_by.scores((task, "scratch", fraction))
     any_key = next(k for k in cells_by.by_cell if k[0] == task and k[2] == fraction)
-    scores = base or cells_by.scores(any_key)
+    scores = base or cells_by.scores(any_key)  # the caller checked that the task has rows here
     return scores.metric.default_margin(float(np.mean(list(scores.by_seed.values()))))
 
 
@@ -357,13 +359,18 @@ def _recommend(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions) -
 def _standing(best: dict[str, Any], others: list[dict[str, Any]], unit: str) -> tuple[str, str]:
     """How sure the best mean is as an answer, and the sentence that says so."""
     if best["verdict"] == "baseline":
-        undecided = [c["strategy"] for c in others if c["verdict"] in ("inconclusive", "better")]
         reason = f"scratch has the highest mean ({best['mean']:.4g} {unit})"
+        # A verdict against another reference (domain adaptation against source-only) says
+        # nothing about scratch.
+        elsewhere = [c for c in others if c["reference"] != "scratch"]
+        undecided = [c["strategy"] for c in others if c["reference"] == "scratch" and c["verdict"] in ("inconclusive", "better")]
+        parts = [f"not settled against: {', '.join(undecided)} (inconclusive)"] if undecided else []
+        parts += [f"{c['strategy']} was compared with {c['reference']}, not with scratch" for c in elsewhere]
         if not others:
             return "clear", reason
-        if not undecided:
+        if not parts:
             return "clear", reason + "; every other strategy is worse or equivalent"
-        return "inconclusive", reason + "; not settled against: " + ", ".join(undecided) + " (inconclusive)"
+        return "inconclusive", reason + "; " + "; ".join(parts)
     if best["delta_vs_reference"] is None:
         return (
             "inconclusive",

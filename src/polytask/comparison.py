@@ -252,6 +252,9 @@ def seeds_to_settle(c: Comparison, alpha: float = ALPHA) -> tuple[int | None, st
     n, sd, mean = c.diff.n, c.diff.sd, abs(c.diff.mean)
     if n < 2:
         return None, f"run at least {MIN_SEEDS} seeds to measure the spread"
+    if sd == 0:
+        # No spread to extrapolate from: no number of seeds can be promised.
+        return None, c.reason or "every seed gave the same difference: no spread to judge it by"
     sd_upper = sd * math.sqrt((n - 1) / stats.chi2.ppf(alpha, n - 1)) if sd > 0 else 0.0
     row_var = c.diff.row_var or 0.0
     for k in range(max(n + 1, MIN_SEEDS), MAX_SEEDS + 1):
