@@ -412,6 +412,10 @@ def test_failed_rows_count_only_while_unfixed_and_n_paired_is_reported():
     s = summarize(rows + _rows({"scratch": [0.8]}, fraction=0.5), _config(["scratch", "mtl"]))
     mtl = _cells(s)[("t", "mtl", 1.0)]
     assert mtl["n"] == 3 and mtl["n_paired"] == 3
+    # A run whose test metric came out undefined is a failure with that reason, never dropped.
+    undefined = {**rows[0], "run_id": "t/mtl/1/seed3", "strategy": "mtl", "seed": 3, "test": math.nan}
+    s = summarize([*rows, undefined], _config(["scratch", "mtl"]))
+    assert s["runs"]["failed"] == 1 and "not finite" in s["failed"][0]["error"]
 
 
 def test_default_margins_and_a_given_one():

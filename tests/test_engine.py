@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from conftest import regression_data
 from polytask.config import ModelConfig, TrainConfig
 from polytask.data import TaskData, make_task_family, prepare_task
 from polytask.engine import evaluate, fit
-from polytask.errors import DivergedError
+from polytask.errors import DivergedError, UndefinedMetricError
 from polytask.models import MultiTaskModel, create_backbone
 from polytask.tasks import infer_task
 
@@ -106,3 +107,15 @@ def test_binary_task_trains_with_logistic_loss():
     m = _model(p)
     fit(m, {"t": p}, TrainConfig(max_epochs=30, lr=0.01, patience=30), seed=0, select="t")
     assert evaluate(m, p, p.test)[0] > 0.9
+
+
+def test_a_validation_metric_never_defined_fails_the_run_with_its_reason():
+    # AUC on validation rows of one class is undefined at every epoch: no epoch can be
+    # chosen, and the run says why instead of failing on a missing key later.
+    data = make_task_family(n_tasks=1, n_target=200, seed=0)["target"]
+    y = (data.y_train > np.median(data.y_train)).astype(np.int64)
+    d = TaskData(data.x_train, y, data.x_test, (data.y_test > 0).astype(np.int64), x_val=data.x_train[:20], y_val=np.ones(20, dtype=np.int64))
+    task = dataclasses.replace(infer_task("t", y), metric_name="roc_auc")
+    p = prepare_task(d, task, seed=0)
+    with pytest.raises(UndefinedMetricError, match="task 't'.*roc_auc"):
+        fit(_model(p), {"t": p}, TrainConfig(max_epochs=2, patience=2), seed=0, select="t")

@@ -56,6 +56,17 @@ def test_hand_checked_values():
     assert get_metric("f1_macro").score(np.array([0, 1, 2, 1]), three) == pytest.approx(skm.f1_score([0, 1, 2, 1], [0, 1, 2, 0], average="macro"))
 
 
+def test_multiclass_auc_over_the_classes_present():
+    # Test rows of classes 0 and 1 from a 3-class model: one-vs-rest AUC of each class present,
+    # averaged (class 2 has no positive row, so no curve); was NaN, which dropped the run.
+    y = np.array([0, 1, 1, 0, 1])
+    three = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1], [0.6, 0.3, 0.1]])
+    by_hand = np.mean([skm.roc_auc_score(y == k, three[:, k]) for k in (0, 1)])
+    assert get_metric("roc_auc").score(y, three) == pytest.approx(by_hand)
+    full = np.array([0, 1, 2, 1])
+    assert get_metric("roc_auc").score(full, three[:4]) == pytest.approx(skm.roc_auc_score(full, three[:4], multi_class="ovr"))
+
+
 def test_directions_and_kinds():
     assert [m for m in metric_names("regression")] == ["rmse", "mae", "r2"]
     assert not get_metric("log_loss").higher_is_better and get_metric("r2").higher_is_better

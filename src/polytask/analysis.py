@@ -125,7 +125,12 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
     for r in rows:
         latest[r["run_id"]] = r
     ok = [r for r in latest.values() if r.get("status") == "ok" and r.get("test") is not None and math.isfinite(r["test"])]
-    failed = [{"run_id": r["run_id"], "error": r.get("error")} for r in latest.values() if r.get("status") != "ok"]
+    kept = {r["run_id"] for r in ok}
+    failed = [
+        {"run_id": r["run_id"], "error": r.get("error") if r.get("status") != "ok" else f"its test metric is not finite ({r.get('test')})"}
+        for r in latest.values()
+        if r["run_id"] not in kept
+    ]
     cells_by = _Cells(ok, lookup, config.analysis.bootstrap)
     keys = list(cells_by.by_cell)
     tasks = _ordered([k[0] for k in keys], config.targets)

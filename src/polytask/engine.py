@@ -22,7 +22,7 @@ from torch import nn
 
 from polytask.config import TrainConfig
 from polytask.data.prepare import PreparedTask, Split
-from polytask.errors import DivergedError
+from polytask.errors import DivergedError, UndefinedMetricError
 from polytask.sampling import batch_plan
 from polytask.taskgrads import assign_gradient, task_gradients
 from polytask.tasks import higher_is_better
@@ -493,6 +493,12 @@ def fit(
         if stale >= train.patience:
             break
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_state is None:
+        undefined = sorted(n for n in names if not any(math.isfinite(h.get(f"val_{n}", math.nan)) for h in history)) or names
+        metric = data[undefined[0]].task.scorer.name
+        raise UndefinedMetricError(
+            f"the validation metric of task '{undefined[0]}' ({metric}) was undefined at every epoch, so no epoch could be chosen "
+            "(e.g. AUC on validation rows of one class); use more validation rows or another metric"
+        )
+    model.load_state_dict(best_state)
     return FitResult(best_epoch, epoch, time.perf_counter() - start, best_val, history)

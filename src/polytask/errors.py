@@ -16,6 +16,10 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss."""
 
 
+class UndefinedMetricError(RuntimeError):
+    """A task's validation metric was undefined at every epoch, so no epoch could be chosen."""
+
+
 class PolytaskWarning(UserWarning):
     """Something about the input worth knowing that does not stop a study: a guessed task
     kind, a metric that misleads on these labels, results mixing library versions."""

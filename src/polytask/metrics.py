@@ -41,20 +41,26 @@ def _both_classes(y: np.ndarray) -> None:
         raise ValueError("rows of a single class")
 
 
+def _one_vs_rest(y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indicator columns and scores of the classes present in ``y``: a class absent from
+    the rows has no ROC or precision-recall curve, so it is left out of the macro average."""
+    present = np.unique(y)
+    return (y[:, None] == present[None, :]).astype(int), pred[:, present]
+
+
 def _roc_auc(y: np.ndarray, pred: np.ndarray) -> float:
     _both_classes(y)
     if pred.ndim == 1:
         return skm.roc_auc_score(y, pred)
-    return skm.roc_auc_score(y, _proba_matrix(pred), multi_class="ovr", labels=np.arange(pred.shape[1]))
+    # One-vs-rest, macro: with every class present, scikit-learn's multi_class="ovr".
+    return skm.roc_auc_score(*_one_vs_rest(y, pred), average="macro")
 
 
 def _average_precision(y: np.ndarray, pred: np.ndarray) -> float:
     _both_classes(y)
     if pred.ndim == 1:
         return skm.average_precision_score(y, pred)
-    present = np.unique(y)  # a class absent from y has no precision-recall curve
-    onehot = (y[:, None] == present[None, :]).astype(int)
-    return skm.average_precision_score(onehot, pred[:, present], average="macro")
+    return skm.average_precision_score(*_one_vs_rest(y, pred), average="macro")
 
 
 def _log_loss(y: np.ndarray, pred: np.ndarray) -> float:
