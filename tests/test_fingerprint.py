@@ -14,6 +14,7 @@ from torch import nn
 from polytask import Study
 from polytask.data import TaskData, make_task_family, write_npz_family
 from polytask.study import finalize
+from polytask.study.runner import load_predictions
 from polytask.study.store import ResultStore
 
 
@@ -114,3 +115,44 @@ def test_a_study_mixing_versions_warns_and_keeps_the_rows(tmp_path):
     assert summary["runs"]["ok"] == 2
     assert any("torch" in w and "0.0.1" in w for w in summary["warnings"])
     assert np.isfinite([c["mean"] for c in summary["cells"]]).all()
+
+
+def _images(seed=0):
+    rng = np.random.default_rng(seed)
+
+    def task():
+        x = rng.normal(size=(60, 8, 8)).astype(np.float32)
+        return TaskData(x[:40], rng.integers(0, 3, 40), x[40:], rng.integers(0, 3, 20))
+
+    return {"target": task(), "source": task()}
+
+
+def test_a_backbone_named_in_python_is_part_of_the_fingerprint():
+    data = _images()
+    cfg = {**tiny_config(data, strategies=["scratch"], fractions=[1.0], seeds=1), "model": {"backbone": "cnn", "cnn": {"channels": [4], "hidden": 8}}}
+    prints = {b: Study(cfg, data=data, backbone=b).fingerprint for b in (None, "cnn", "mlp")}
+    assert prints[None] == prints["cnn"] != prints["mlp"]
+
+
+def test_task_order_is_part_of_the_fingerprint():
+    # Static task weights and tuned weights are matched to tasks by position, and the order
+    # sets the heads' initialization: another order is another study.
+    data = make_task_family(n_tasks=2, n_target=40, n_source=120, n_test=60, n_features=5, seed=0)
+    cfg = tiny_config(data, strategies=["scratch"], fractions=[1.0], seeds=1)
+    swapped = {**cfg, "tasks": dict(reversed(list(cfg["tasks"].items())))}
+    assert Study(cfg, data=data).fingerprint != Study(swapped, data=data).fingerprint
+
+
+def test_kept_predictions_belong_to_the_rows_fingerprint(tiny_family, tmp_path):
+    # Run, change a setting and run again (same cells, other numbers), then go back: the first
+    # rows are reused, and so must be their own test predictions, not the second study's.
+    cfg = tiny_config(tiny_family, strategies=["scratch"], fractions=[1.0], seeds=1)
+    Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
+    (first,) = _rows(tmp_path)
+    kept = load_predictions(tmp_path, first)[1].copy()
+    Study({**cfg, "train": {**cfg["train"], "lr": 0.0123}}, data=tiny_family).run(out=tmp_path, progress=False)
+    second = _rows(tmp_path)[1]
+    assert not np.array_equal(load_predictions(tmp_path, second)[1], kept)
+    Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
+    assert len(_rows(tmp_path)) == 2
+    np.testing.assert_array_equal(load_predictions(tmp_path, first)[1], kept)

@@ -65,8 +65,9 @@ def study_fingerprint(
         data: each task's loaded arrays.
         tasks: each task as inferred (its kind counts, whether given or inferred).
         unlabeled: digests of separately loaded unlabelled inputs, per task.
-        backbone: digest of the study's backbone when it is known by content (the user's
-            module, or pretrained weights), replacing ``model.backbone``'s name or path.
+        backbone: the study's backbone as it is built: the digest of the user's module or
+            of pretrained weights, else the registered name (which may be given in Python),
+            replacing ``model.backbone``.
         sources: digests of the named pretrained backbones transfer strategies start
             from, by the name strategies use (``fine-tune:<name>``), replacing ``sources``.
     """
@@ -79,7 +80,9 @@ def study_fingerprint(
         u = tcfg.get("unlabeled")
         part["unlabeled"] = (unlabeled or {}).get(name) if isinstance(u, dict) else u
         task_parts[name] = part
-    parts = {"tasks": task_parts, **{k: dumped[k] for k in NUMBER_SETTINGS if k in dumped}}
+    # The order of the tasks counts: static and tuned task weights are matched by position,
+    # and it sets the heads' initialization (mappings are hashed with sorted keys).
+    parts = {"tasks": task_parts, "task_order": list(dumped["tasks"]), **{k: dumped[k] for k in NUMBER_SETTINGS if k in dumped}}
     if backbone is not None:
         parts["model"] = {**parts["model"], "backbone": backbone}
     parts["sources"] = dict(sorted((sources or {}).items()))

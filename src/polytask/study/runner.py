@@ -187,6 +187,8 @@ class Study:
             backbone = module_digest(self.new_backbone(shape))
         elif is_pretrained(self._study_backbone()):
             backbone = pretrained_digest(self.new_backbone(shape, pretrained=True))
+        else:
+            backbone = self._study_backbone()  # a registered architecture, perhaps named in Python
         sources = {}
         for s in cfg.strategies:
             arg = s.partition(":")[2]
@@ -470,7 +472,7 @@ class Study:
             for spec in job.specs:
                 outcome = outcomes[spec.task]
                 if keep and outcome.predictions is not None:
-                    save_predictions(out, spec, outcome.predictions)
+                    save_predictions(out, spec, self.fingerprint, outcome.predictions)
                 rows[spec.task].update(outcome.record(), status="ok", error=None)
                 if keep and self.config.save_models and outcome.backbone is not None:
                     self._save_backbone(out, spec, outcome.backbone)
@@ -712,14 +714,17 @@ def _run_job(out: str, job: Job) -> list[dict[str, Any]]:
     return _ACTIVE.execute_job(Path(out), job)
 
 
-def predictions_path(out: Path, spec: RunSpec) -> Path:
-    """Where a cell's test predictions are kept: ``predictions/<task>/<strategy>/<fraction>/seed<k>.npz``."""
-    return Path(out) / "predictions" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.npz"
+def predictions_path(out: Path, spec: RunSpec, fingerprint: str) -> Path:
+    """Where a cell's test predictions are kept:
+    ``predictions/<fingerprint>/<task>/<strategy>/<fraction>/seed<k>.npz``. Under the
+    fingerprint, so that a study run with other settings in the same folder never replaces
+    the predictions of rows that are still reused."""
+    return Path(out) / "predictions" / fingerprint / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.npz"
 
 
 def load_predictions(out: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """A row's test labels and predictions, or None when they were not kept (or are unreadable)."""
-    path = predictions_path(out, RunSpec(row["task"], row["strategy"], row["fraction"], row["seed"]))
+    path = predictions_path(out, RunSpec(row["task"], row["strategy"], row["fraction"], row["seed"]), row.get("fingerprint", ""))
     try:
         with np.load(path, allow_pickle=False) as saved:
             return saved["truth"], saved["pred"].astype(np.float64)
@@ -727,11 +732,11 @@ def load_predictions(out: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.nda
         return None
 
 
-def save_predictions(out: Path, spec: RunSpec, predictions: Predictions) -> None:
+def save_predictions(out: Path, spec: RunSpec, fingerprint: str, predictions: Predictions) -> None:
     """Write a cell's per-row test labels and predictions atomically (read by the analysis)."""
     buf = io.BytesIO()
     np.savez(buf, truth=predictions.truth, pred=predictions.pred.astype(np.float32))
-    write_atomic(predictions_path(out, spec), buf.getvalue())
+    write_atomic(predictions_path(out, spec, fingerprint), buf.getvalue())
 
 
 def study_record(out: Path) -> dict[str, Any]:
