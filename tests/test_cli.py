@@ -161,6 +161,15 @@ def test_seeds_override(tmp_path: Path) -> None:
     assert yaml.safe_load((out / "config.yaml").read_text())["seeds"] == 1
 
 
+def test_seeds_override_is_validated_like_the_config(tmp_path: Path) -> None:
+    # --seeds 10 makes tune.seed 5 one of the study's seeds: refused before anything runs.
+    config = write_study(tmp_path / "input", fractions=[1.0], strategies=["scratch"], tune={"trials": 2, "seed": 5, "space": {"lr": [1e-3, 1e-2]}})
+    out = tmp_path / "study"
+    result = runner.invoke(app, ["compare", str(config), "--out", str(out), "--seeds", "10"])
+    assert result.exit_code == 2 and "tune.seed" in one_error_line(result) and "--seeds" in one_error_line(result)
+    assert not out.exists()
+
+
 def test_out_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     config = write_study(tmp_path / "input")
     target = tmp_path / "results.txt"

@@ -10,6 +10,7 @@ from conftest import tiny_config
 import polytask.study.runner as runner
 from polytask import ConfigError, Study
 from polytask.config import validate
+from polytask.study.estimate import dry_run
 from polytask.study.store import ResultStore
 from polytask.study.tune import apply, searched
 
@@ -90,11 +91,11 @@ def test_a_resumed_study_reuses_its_searches_and_a_fresh_one_repeats_them(tiny_f
     assert len(ResultStore(tmp_path / "a" / "results.jsonl").rows()) == 6
 
 
-def test_dry_run_counts_the_searches_still_to_run(tiny_family, tmp_path):
-    from polytask.study.estimate import dry_run
-
+def test_dry_run_counts_the_searches_still_to_run_without_running_them(tiny_family, tmp_path, monkeypatch):
     cfg = _config(tiny_family, strategies=["scratch", "mtl"])
-    plan = dry_run(Study(cfg, data=tiny_family), tmp_path / "out")
+    with monkeypatch.context() as m:
+        m.setattr(runner, "search", lambda *a, **k: pytest.fail("the dry run's probe ran a search"))
+        plan = dry_run(Study(cfg, data=tiny_family), tmp_path / "out")
     assert (plan["searches"], plan["trials"]) == (2, 3) and plan["tune_seconds"][0] > 0
     assert not (tmp_path / "out").exists()
     Study(cfg, data=tiny_family).run(out=tmp_path / "out", progress=False)

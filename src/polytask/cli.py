@@ -58,14 +58,15 @@ def compare(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, pretraining and tuning the study would do, with a time estimate; write nothing."),
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
-    from polytask.config import load_config
+    from polytask.config import load_config, validate
     from polytask.report.terminal import print_summary
     from polytask.study import Study
 
     try:
         cfg = load_config(config)
         if seeds is not None:
-            cfg = cfg.model_copy(update={"seeds": seeds})
+            # Validated again as a whole: other fields are checked against the seeds (tune.seed).
+            cfg = validate({**cfg.model_dump(mode="json", by_alias=True), "seeds": seeds}, source=f"{config} with --seeds {seeds}")
         out = out or Path("runs") / cfg.name
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out '{out}' is a file; expected a study folder")

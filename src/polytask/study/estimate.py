@@ -34,14 +34,15 @@ def _probe(study: Study, jobs: list[Job], workdir: Path) -> dict[tuple[str, floa
     cfg = study.config
     one_epoch = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_epochs": 1, "patience": 1})})
     probe = Study(one_epoch, data=study.data_override or None, backbone=study.backbone)
+    # The study's settings as they are: a probe times an epoch, it does not run a tune: search.
     if jobs:  # untimed: a process's first steps pay for allocator and thread-pool warm-up
-        probe.execute_job(workdir / "warm-up", Job(jobs[0].strategy, jobs[0].fraction, 0, jobs[0].tasks))
+        probe.execute_job(workdir / "warm-up", Job(jobs[0].strategy, jobs[0].fraction, 0, jobs[0].tasks), config=one_epoch)
     out: dict[tuple[str, float], Probe] = {}
     for job in jobs:
         key = (job.strategy, job.fraction)
         if key in out:
             continue
-        rows = probe.execute_job(workdir, Job(job.strategy, job.fraction, 0, job.tasks), callbacks=())
+        rows = probe.execute_job(workdir, Job(job.strategy, job.fraction, 0, job.tasks), callbacks=(), config=one_epoch)
         ok = [r for r in rows if r.get("status") == "ok"]
         row = ok[0] if ok else {}
         out[key] = Probe(float(row.get("train_seconds", 0.0)), float(row.get("pretrain_seconds") or 0.0))
