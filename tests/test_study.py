@@ -172,3 +172,14 @@ def test_inferred_kinds_are_told_and_written_into_the_study_config(tmp_path):
     assert written["tasks"]["target"]["kind"] == "binary"
     assert summary["cells"][0]["metric"] == "accuracy_score" and summary["cells"][0]["mean"] > 0.8
     assert any("two classes" in w for w in summary["warnings"])
+
+
+def test_a_torn_pretraining_file_is_recomputed_not_a_failure(tiny_family, tmp_path):
+    cfg = tiny_config(tiny_family, strategies=["scratch", "fine-tune"], fractions=[1.0], seeds=1)
+    Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
+    (cached,) = tmp_path.glob("pretrained/**/*.pt")
+    cached.write_bytes(b"not a checkpoint")
+    (tmp_path / "results.jsonl").unlink()
+    summary = Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
+    assert summary["runs"] == {"ok": 2, "failed": 0, "planned": 2}
+    assert "state" in torch.load(cached, weights_only=True)

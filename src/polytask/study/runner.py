@@ -373,17 +373,26 @@ class Study:
     def _pretrained_cache(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:
         """The cached in-study pretraining of (target, seed, fraction): backbone and heads' states."""
         path = self._pretrained_path(out, spec.task, spec.seed, spec.fraction)
-        fingerprint = self.fingerprint
-        cached = torch.load(path, weights_only=True) if path.exists() else None
-        if cached is None or cached.get("fingerprint") != fingerprint or "heads" not in cached:
+        cached = self._load_pretraining(path)
+        if cached is None:
             pre = RunSpec(spec.task, "pretrain", self._pretrain_fraction(spec.fraction), spec.seed)
             state, heads, seconds = pretrain(self._context(out, pre, callbacks))
-            cached = {"state": state, "heads": heads, "seconds": seconds, "fingerprint": fingerprint}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(cached, tmp)
-            tmp.replace(path)
+            cached = {"state": state, "heads": heads, "seconds": seconds, "fingerprint": self.fingerprint}
+            buf = io.BytesIO()
+            torch.save(cached, buf)
+            write_atomic(path, buf.getvalue())  # a temporary file of its own: concurrent writers never collide
         return cached
+
+    def _load_pretraining(self, path: Path) -> dict[str, Any] | None:
+        """The pretraining cached at ``path`` for this study's fingerprint, or None."""
+        if not path.exists():
+            return None
+        try:
+            cached = torch.load(path, weights_only=True)
+        except Exception:  # a torn or foreign file is simply not a cached pretraining
+            return None
+        ok = isinstance(cached, dict) and cached.get("fingerprint") == self.fingerprint and "heads" in cached and "state" in cached
+        return cached if ok else None
 
     def _pretrained_heads(self, out: Path, spec: RunSpec, callbacks=(), source: str | None = None) -> nn.ModuleDict | None:
         """Heads of the tasks the in-study pretrained layers learned (None for named backbones)."""
@@ -599,13 +608,7 @@ class Study:
         return [spec for spec in specs if not self._cached_pretraining(Path(out), spec)]
 
     def _cached_pretraining(self, out: Path, spec: RunSpec) -> bool:
-        path = self._pretrained_path(out, spec.task, spec.seed, spec.fraction)
-        if not path.exists():
-            return False
-        try:
-            return torch.load(path, weights_only=True).get("fingerprint") == self.fingerprint
-        except Exception:  # a torn or foreign file is simply not a cached pretraining
-            return False
+        return self._load_pretraining(self._pretrained_path(out, spec.task, spec.seed, spec.fraction)) is not None
 
     def _run_parallel(self, out: Path, pending: list[Job], workers: int, store: ResultStore, bar: StudyProgress) -> None:
         """Run jobs in forked worker processes, storing each row as it arrives.
