@@ -93,6 +93,17 @@ def test_infer_task_kinds():
     assert many.kind == "regression" and "500 distinct whole-number labels" in many.note
 
 
+def test_minus_one_as_a_class_is_never_dropped_silently():
+    # -1 marks a missing label. Labels {-1, +1} would leave one class: refused, with the fix.
+    with pytest.raises(ConfigError, match=r"task 't'.*-1.*missing.*recode"):
+        infer_task("t", np.array([-1, 1, 1, -1, 1, -1]))
+    with pytest.raises(ConfigError, match=r"-1.*missing"):
+        infer_task("t", np.array([-1, 1, 1, -1]), kind="binary")
+    # {-1, 0, 1} could be three classes: it runs, and the user is told how -1 was read.
+    three = infer_task("t", np.array([-1, 0, 1, 1, 0, -1]))
+    assert three.classes == (0.0, 1.0) and "2 label(s) of -1 are read as missing" in three.note
+
+
 def test_class_labels_need_not_be_indices_and_the_guess_is_told():
     two = infer_task("t", np.array([1, 2, 2, 1, -1]))  # -1: missing
     assert (two.kind, two.classes) == ("binary", (1.0, 2.0)) and "read as two classes" in two.note

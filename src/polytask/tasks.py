@@ -180,11 +180,20 @@ def infer_task(name: str, y_train: np.ndarray, kind: str | None = None, metric: 
     present = yf[~np.isnan(yf)] if y.ndim == 1 else yf
     integral = y.ndim == 1 and bool(np.all(np.mod(present, 1) == 0))
     values = np.unique(present[present != -1]) if integral else np.array([])
-    note = None
+    minus_one = int(np.sum(present == -1)) if integral else 0
+    if minus_one and len(values) == 1 and kind != "regression":
+        raise ConfigError(
+            f"task '{name}': labels take only the values -1 and {values[0]:g}, and -1 means a missing label, so one class would remain; "
+            "recode the classes (e.g. as 0 and 1) and mark missing labels with NaN"
+        )
+    notes = []
     if kind is None:
-        kind, note = _inferred_kind(values, integral)
-        if note:
-            note = f"task '{name}': {note} (set tasks.{name}.kind to change it)"
+        kind, guess = _inferred_kind(values, integral)
+        if guess:
+            notes.append(f"task '{name}': {guess} (set tasks.{name}.kind to change it)")
+    if minus_one and kind != "regression":
+        notes.append(f"task '{name}': {minus_one} label(s) of -1 are read as missing; if -1 is a class, recode the labels (e.g. as 0..C-1)")
+    note = "; ".join(notes) or None
     have = yf[labelled(yf, kind)]
     if len(have) == 0:
         raise ConfigError(f"task '{name}': y_train has no labels (every value is missing)")
