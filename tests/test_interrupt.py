@@ -63,3 +63,32 @@ def test_sigint_with_workers_stops_within_seconds_and_keeps_finished_runs(tmp_pa
     if left:
         os.killpg(proc.pid, signal.SIGKILL)
     assert left == []
+
+
+def test_a_worker_killed_by_the_system_stops_the_study_with_one_line_not_a_hang(tmp_path):
+    # The OOM killer (or a crash) ends one worker mid-run: its job can never report back, so
+    # the study must stop with the reason, keep every finished run, and leave no process behind.
+    config, out = _long_study(tmp_path), tmp_path / "out"
+    cmd = [sys.executable, "-m", "polytask", "compare", str(config), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"}, start_new_session=True)
+    store = ResultStore(out / "results.jsonl")
+    deadline = time.monotonic() + 120
+    while len(store.rows()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert proc.poll() is None and workers, "the study finished before a worker could be killed"
+    os.kill(int(workers[0]), signal.SIGKILL)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the study hung after a worker was killed") from None
+    lines = [line for line in err.splitlines() if line.strip() and "━" not in line]
+    assert proc.returncode == 1 and len(lines) == 1 and "worker process" in lines[0] and "resume" in lines[0], err
+    assert "Traceback" not in err
+    assert all(r["status"] == "ok" for r in store.rows())
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert left == []

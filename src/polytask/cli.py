@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from polytask.errors import ConfigError, PolytaskWarning
+from polytask.errors import ConfigError, PolytaskWarning, WorkerDiedError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare training from scratch, transfer learning and multi-task learning on your tasks.")
 err = Console(stderr=True)
@@ -87,6 +87,8 @@ def compare(
     except KeyboardInterrupt:
         where = f"finished runs are saved in {out}/results.jsonl; " if out else ""
         _fail(f"interrupted; {where}run the same command to resume", code=130)
+    except WorkerDiedError as e:
+        _fail(f"{e}; finished runs are saved in {out}/results.jsonl; run the same command to resume", code=1)
     print_summary(summary)
     typer.echo(f"report: {out / 'report.html'}")
 

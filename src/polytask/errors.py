@@ -16,6 +16,10 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss."""
 
 
+class WorkerDiedError(RuntimeError):
+    """A worker process of a study ended while running its jobs (killed by the system, or a crash)."""
+
+
 class UndefinedMetricError(RuntimeError):
     """A task's validation metric was undefined at every epoch, so no epoch could be chosen."""
 

@@ -34,7 +34,7 @@ from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
 from polytask.engine import Predictions
-from polytask.errors import ConfigError, PolytaskWarning
+from polytask.errors import ConfigError, PolytaskWarning, WorkerDiedError
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
@@ -61,6 +61,8 @@ UserBackbone = nn.Module | Callable[[], nn.Module]
 
 # prctl option: the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
+# How often the driver checks that its worker processes are alive while it waits.
+POLL_SECONDS = 1.0
 
 # The study folder's record of what its results depend on (fingerprint and its parts).
 STUDY_FILE = "study.json"
@@ -622,14 +624,24 @@ class Study:
         needs = self.pretrainings_needed(out, pending)
         arrived: queue.Queue = queue.Queue()
         pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
+        # A Pool quietly replaces a worker that dies (the OOM killer, a crash), and the job it
+        # held never reports back: watch the original workers instead of waiting forever.
+        started = list(pool._pool)
         try:
             for waiting in [pool.apply_async(_pretrain_job, (str(out), spec)) for spec in needs]:
-                waiting.wait()
+                while not waiting.ready():
+                    waiting.wait(POLL_SECONDS)
+                    _check_alive(started)
             for job in pending:
                 pool.apply_async(_run_job, (str(out), job), callback=arrived.put, error_callback=arrived.put)
             pool.close()
             for _ in pending:
-                rows = arrived.get()
+                while True:
+                    try:
+                        rows = arrived.get(timeout=POLL_SECONDS)
+                        break
+                    except queue.Empty:
+                        _check_alive(started)
                 if isinstance(rows, BaseException):
                     raise rows  # a ConfigError a run found: the study cannot go on
                 for row in rows:
@@ -645,6 +657,15 @@ class Study:
             raise
         finally:
             pool.join()
+
+
+def _check_alive(workers: list) -> None:
+    """Raise :class:`WorkerDiedError` when one of a pool's worker processes has ended."""
+    for p in workers:
+        if p.exitcode is not None:
+            how = f"killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else f"exit code {p.exitcode}"
+            hint = " (out of memory? try fewer --workers)" if p.exitcode == -signal.SIGKILL else ""
+            raise WorkerDiedError(f"a worker process ended while running the study ({how}{hint}); its run was lost")
 
 
 def validation_floors(split_keys: dict[str, str], tasks: dict[str, Task]) -> dict[str, int]:
