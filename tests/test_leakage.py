@@ -74,6 +74,17 @@ def test_a_targets_test_rows_in_another_tasks_training_rows_stop_the_study(tmp_p
     assert not (tmp_path / "out" / "results.jsonl").exists()
 
 
+def test_leaked_rows_are_counted_as_rows_even_when_the_test_set_repeats_them():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    x[190:] = x[180:190]  # the test rows 180..199 hold each of ten values twice
+    y = (x[:, 0] > 0).astype(np.int64)
+    data = {"a": _arrays(x, y, np.arange(150, 200)), "b": TaskData(x[150:200], y[150:200], x[:20], y[:20])}
+    with pytest.raises(ConfigError) as e:
+        Study({"name": "leak", "tasks": {"a": {}, "b": {"role": "source"}}, "strategies": ["scratch", "mtl"]}, data=data).load()
+    assert "50 of 50" in str(e.value)
+
+
 def test_rows_the_target_repeats_between_its_own_train_and_test_are_no_leak():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(120, 3)).astype(np.float32)

@@ -75,16 +75,6 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def folder_digest(path: str | Path) -> str:
-    """Digest of every file under a folder: relative names and bytes."""
-    root = Path(path)
-    h = _hasher()
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        h.update(p.relative_to(root).as_posix().encode())
-        h.update(file_digest(p).encode())
-    return h.hexdigest()
-
-
 def value_digest(value: Any) -> str:
     """Digest of plain data (mappings, lists, strings, numbers), independent of key order."""
     h = _hasher()

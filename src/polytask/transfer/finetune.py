@@ -29,6 +29,7 @@ from polytask.data.prepare import PreparedTask
 from polytask.engine import FitResult, fit
 from polytask.errors import ConfigError
 from polytask.models.multitask import MultiTaskModel
+from polytask.transfer.lora import apply_lora
 from polytask.transfer.recipes import GradualUnfreeze, freeze_batchnorm, layerwise_lr_groups, select_trainable
 from polytask.transfer.regularizers import create_regularizer
 
@@ -71,8 +72,6 @@ def check_recipe(cfg: FineTuneConfig, backbone: nn.Module | None, has_old_heads:
         return
     trial = copy.deepcopy(backbone)
     if cfg.lora is not None:
-        from polytask.transfer.lora import apply_lora
-
         apply_lora(trial, **cfg.lora)
     elif cfg.layers != "all":
         select_trainable(trial, cfg.layers)
@@ -111,8 +110,6 @@ def fine_tune_model(
     head_params = list(model.heads.parameters())
     new = list(head_params)
     if cfg.lora is not None:
-        from polytask.transfer.lora import apply_lora
-
         apply_lora(model.backbone, **cfg.lora)
         new += [p for p in model.backbone.parameters() if p.requires_grad]
     elif cfg.layers != "all":
