@@ -108,7 +108,7 @@ def test_predictions_are_kept_for_every_cell(tmp_path):
     Study(_config(strategies=["scratch", "mtl"], fractions=[1.0], seeds=1), data=_two_targets()).run(out=tmp_path, progress=False)
     for task in ("a", "b"):
         for strategy in ("scratch", "mtl"):
-            saved = np.load(tmp_path / "predictions" / task / strategy / "1" / "seed0.npz")
-            assert saved["pred"].shape[0] == saved["truth"].shape[0] == 60
             row = next(r for r in ResultStore(tmp_path / "results.jsonl").rows() if r["run_id"] == f"{task}/{strategy}/1/seed0")
+            saved = np.load(tmp_path / "predictions" / row["fingerprint"] / task / strategy / "1" / "seed0.npz")
+            assert saved["pred"].shape[0] == saved["truth"].shape[0] == 60
             assert row["test"] == pytest.approx(float((saved["pred"].argmax(1) == saved["truth"]).mean()), abs=1e-6)
