@@ -11,6 +11,7 @@ import torch
 from conftest import tiny_config
 
 from polytask import Study, TaskData
+from polytask.errors import PolytaskWarning
 from polytask.tasks import infer_task, labelled
 
 
@@ -58,6 +59,7 @@ def test_study_on_one_dataset_with_partly_missing_labels(tmp_path):
     b[rng.random(400) < 0.5] = -1  # half of task b unlabelled
     data = {"a": TaskData(x[:300], a[:300], x[300:], a[300:]), "b": TaskData(x[:300], b[:300], x[300:], b[300:])}
     cfg = {**tiny_config(data, seeds=1, fractions=[0.5, 1.0], strategies=["scratch", "mtl", "mtl:pcgrad"]), "tasks": {"a": {}, "b": {}}}
-    summary = Study(cfg, data=data).run(out=tmp_path, progress=False)
+    with pytest.warns(PolytaskWarning, match=r"task 'b': \d+ label\(s\) of -1 are read as missing"):
+        summary = Study(cfg, data=data).run(out=tmp_path, progress=False)
     assert summary["runs"]["failed"] == 0
     assert all(math.isfinite(c["mean"]) and 0 <= c["mean"] <= 1 for c in summary["cells"])
