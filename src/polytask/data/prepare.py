@@ -67,7 +67,7 @@ def as_model_input(x: np.ndarray, image_size: int | None, encode: Callable[[list
     return t
 
 
-def _standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     """Scale inputs with statistics of the training rows.
 
     Tabular columns are standardized (zero mean, unit variance; constant columns keep
@@ -151,6 +151,6 @@ def prepare_task(
         x_tr, y_tr = x_tr[idx], y_tr[idx]
     # Regression targets are standardized with this run's training labels, like its inputs.
     task = task.scaled_to(y_tr)
-    tensors = _standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
+    tensors = standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
     splits = [Split(x, task.encode_targets(y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
     return PreparedTask(task, *splits)

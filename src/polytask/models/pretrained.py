@@ -38,6 +38,7 @@ from torch import nn
 from polytask.config import ModelConfig
 from polytask.data.arrays import TEXT_SHAPE
 from polytask.errors import ConfigError
+from polytask.io import write_atomic
 from polytask.registry import Registry
 
 PretrainedBuilder = Callable[[tuple, ModelConfig, bool], nn.Module]
@@ -345,7 +346,6 @@ def _is_number(text: str) -> bool:
 
 def save_backbone(path: Path, backbone: nn.Module, name: str, cfg: ModelConfig, input_shape: tuple) -> None:
     """Write a backbone with what rebuilding it needs; readable with ``weights_only=True``."""
-    from polytask.study.store import write_atomic
 
     payload = {
         "format": SAVED_FORMAT,

@@ -2,6 +2,6 @@
 
 from polytask.study.plan import RunSpec, plan_runs
 from polytask.study.runner import Study, finalize
-from polytask.study.store import ResultStore, write_atomic
+from polytask.study.store import ResultStore
 
-__all__ = ["ResultStore", "RunSpec", "Study", "finalize", "plan_runs", "write_atomic"]
+__all__ = ["ResultStore", "RunSpec", "Study", "finalize", "plan_runs"]

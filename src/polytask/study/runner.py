@@ -35,6 +35,7 @@ from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
 from polytask.engine import Predictions
 from polytask.errors import ConfigError, PolytaskWarning, WorkerDiedError
+from polytask.io import write_atomic
 from polytask.models.backbones import create_backbone, from_user_module
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
@@ -53,7 +54,7 @@ from polytask.strategies import (
 from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.plan import Job, RunSpec, plan_jobs
 from polytask.study.progress import StudyProgress
-from polytask.study.store import ResultStore, write_atomic
+from polytask.study.store import ResultStore
 from polytask.study.tune import TUNED_AS, apply, load_tunings, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
 from polytask.tasks import Task, infer_task, task_notes
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from polytask.config import TUNABLE_TRAIN, DomainAdaptConfig, MTLConfig, StudyConfig
 from polytask.errors import ConfigError
-from polytask.study.store import write_atomic
+from polytask.io import write_atomic
 
 # Plain ``mtl`` weightings whose task weights ``task_weights`` may set.
 STATIC_WEIGHTINGS = ("ew", "static")

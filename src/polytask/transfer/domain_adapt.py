@@ -67,7 +67,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from polytask.data.loaders import load_data
-from polytask.data.prepare import PreparedTask, Split, _standardize, as_model_input
+from polytask.data.prepare import PreparedTask, Split, as_model_input, standardize
 from polytask.data.splits import rng_for, subsample
 from polytask.engine import EVAL_BATCH, evaluate, fit, predict, seed_everything
 from polytask.errors import ConfigError
@@ -310,7 +310,7 @@ def _unlabeled_inputs(ctx: RunContext, target: PreparedTask) -> Tensor:
     if tuple(x.shape[1:]) != tuple(target.train.x.shape[1:]):
         raise ConfigError(f"task '{ctx.target}': unlabeled inputs have shape {tuple(x.shape[1:])}, its own inputs {tuple(target.train.x.shape[1:])}")
     idx = subsample(np.zeros(len(x)), ctx.fraction, rng_for(ctx.seed, ctx.target, "unlabeled"), stratify=False)
-    (x,) = _standardize(x[torch.as_tensor(idx)])
+    (x,) = standardize(x[torch.as_tensor(idx)])
     return x
 
 
