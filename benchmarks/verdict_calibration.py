@@ -47,8 +47,7 @@ from polytask.analysis import summarize
 from polytask.comparison import Scores, compare
 from polytask.data import TaskData, make_task_family
 from polytask.metrics import get_metric
-from polytask.study.runner import load_predictions
-from polytask.study.store import ResultStore
+from polytask.study.store import ResultStore, load_predictions
 
 STUDY_SEEDS = 5  # the default number of seeds
 STRATEGIES = ["scratch", "feature-extraction", "fine-tune", "mtl", "aa-control"]

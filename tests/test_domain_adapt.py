@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from polytask import Study
 from polytask.analysis import summarize
 from polytask.config import validate
 from polytask.data import TaskData
 from polytask.errors import ConfigError
 from polytask.strategies import get_strategy
 from polytask.study.plan import RunSpec
-from polytask.study.runner import Study
 from polytask.study.store import ResultStore
 from polytask.transfer.adapt import coral_distance, create_adapter, gaussian_mk_mmd
 from polytask.transfer.domain_adapt import DomainAdaptPenalty, method_names

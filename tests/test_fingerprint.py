@@ -13,9 +13,8 @@ from torch import nn
 
 from polytask import Study
 from polytask.data import TaskData, make_task_family, write_npz_family
-from polytask.study import finalize
-from polytask.study.runner import load_predictions
-from polytask.study.store import ResultStore
+from polytask.finalize import finalize
+from polytask.study.store import ResultStore, load_predictions
 
 
 def _npz_project(folder, seed=0):

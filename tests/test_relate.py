@@ -12,13 +12,13 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from polytask import Study
 from polytask.cli import app
 from polytask.config import ModelConfig
 from polytask.data import TaskData
 from polytask.models.backbones import create_backbone
 from polytask.models.pretrained import save_backbone
 from polytask.relate import SCORE_INPUTS, agreement, load_relate, pretrained_candidates, rank_sources, relate_summary
-from polytask.study import Study
 from polytask.transfer.transferability import score_names
 
 runner = CliRunner()

@@ -7,9 +7,9 @@ Quick use::
 """
 
 from polytask._version import __version__
+from polytask.api import Study
 from polytask.config import StudyConfig, load_config
 from polytask.data import TaskData
 from polytask.errors import ConfigError
-from polytask.study import Study
 
 __all__ = ["ConfigError", "Study", "StudyConfig", "TaskData", "__version__", "load_config"]

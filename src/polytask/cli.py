@@ -58,9 +58,9 @@ def compare(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, pretraining and tuning the study would do, with a time estimate; write nothing."),
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
+    from polytask.api import Study
     from polytask.config import load_config, validate
     from polytask.report.terminal import print_summary
-    from polytask.study import Study
 
     try:
         cfg = load_config(config)
@@ -104,9 +104,9 @@ def relate(
     source_samples: int = typer.Option(5000, "--source-samples", min=2, help="Most training rows a source task's model uses."),
 ) -> None:
     """Rank candidate sources (pretrained backbones, the other tasks) for each target before training."""
+    from polytask.api import Study
     from polytask.config import load_config
     from polytask.relate import rank_sources, relate_table
-    from polytask.study import Study
 
     try:
         cfg = load_config(config)
@@ -123,8 +123,8 @@ def relate(
 @app.command()
 def report(folder: Path = typer.Argument(..., help="Study folder written by 'polytask compare'.")) -> None:
     """Re-render summary.json and report.html from a finished or partial study folder."""
+    from polytask.finalize import finalize
     from polytask.report.terminal import print_summary
-    from polytask.study import finalize
 
     try:
         summary = finalize(folder)

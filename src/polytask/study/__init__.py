@@ -1,7 +1,6 @@
 """Plan, run and resume studies; the results store."""
 
 from polytask.study.plan import RunSpec, plan_runs
-from polytask.study.runner import Study, finalize
 from polytask.study.store import ResultStore
 
-__all__ = ["ResultStore", "RunSpec", "Study", "finalize", "plan_runs"]
+__all__ = ["ResultStore", "RunSpec", "plan_runs"]

@@ -1,4 +1,4 @@
-"""Run a study: load and check the data, run every pending cell of the grid, analyse, report.
+"""Run a study: load and check the data, run every pending cell of the grid.
 
 Results are appended to ``results.jsonl`` as runs finish, so an interrupted study loses
 nothing finished and a rerun on the same folder resumes where it stopped.
@@ -33,7 +33,6 @@ from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
-from polytask.engine import Predictions
 from polytask.errors import ConfigError, PolytaskWarning, WorkerDiedError
 from polytask.io import write_atomic
 from polytask.models.backbones import create_backbone, from_user_module
@@ -54,8 +53,8 @@ from polytask.strategies import (
 from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.plan import Job, RunSpec, plan_jobs
 from polytask.study.progress import StudyProgress
-from polytask.study.store import ResultStore
-from polytask.study.tune import TUNED_AS, apply, load_tunings, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
+from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
+from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
 from polytask.tasks import Task, infer_task, task_notes
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
@@ -65,8 +64,6 @@ PR_SET_PDEATHSIG = 1
 # How often the driver checks that its worker processes are alive while it waits.
 POLL_SECONDS = 1.0
 
-# The study folder's record of what its results depend on (fingerprint and its parts).
-STUDY_FILE = "study.json"
 
 # The study a worker process executes; set before the pool forks so children inherit it
 # without pickling (user backbones are often lambdas or local classes).
@@ -85,7 +82,11 @@ class Study:
             ``model.backbone``. ``"module:package.module:callable"`` names a function
             returning a pretrained module (allowed here, not in config files).
 
+    :meth:`run_grid` runs it; ``polytask.Study`` (:mod:`polytask.api`) adds ``run()``,
+    which then analyses the folder and writes the report.
+
     Example:
+        >>> from polytask import Study
         >>> study = Study.from_yaml("examples/mnist-to-digits.yaml")  # doctest: +SKIP
         >>> summary = study.run(out="runs/demo")  # doctest: +SKIP
     """
@@ -501,8 +502,9 @@ class Study:
         finished = time.strftime("%Y-%m-%dT%H:%M:%S")
         return [{**row, "finished_at": finished} for row in rows.values()]
 
-    def run(self, out: str | Path | None = None, workers: int = 1, progress: bool = True) -> dict[str, Any]:
-        """Run every pending cell of the grid, then write ``summary.json`` and ``report.html``.
+    def run_grid(self, out: str | Path | None = None, workers: int = 1, progress: bool = True) -> Path:
+        """Run every pending cell of the grid, appending each row to ``results.jsonl`` as it
+        finishes (the analysis and the report are :func:`polytask.finalize.finalize`'s).
 
         Args:
             out: study folder (default ``runs/<name>``); finished runs found there are kept.
@@ -510,7 +512,7 @@ class Study:
             progress: show progress bars on stderr.
 
         Returns:
-            The summary (see :func:`polytask.analysis.summarize`).
+            The study folder.
         """
         out = Path(out) if out is not None else Path("runs") / self.config.name
         self.load()
@@ -532,7 +534,7 @@ class Study:
                         bar.finish_run(row)
             else:
                 self._run_parallel(out, pending, workers, store, bar)
-        return finalize(out)
+        return out
 
     # ---- tuning -------------------------------------------------------------------------
 
@@ -737,73 +739,3 @@ def _pretrain_job(out: str, spec: RunSpec) -> None:
 
 def _run_job(out: str, job: Job) -> list[dict[str, Any]]:
     return _ACTIVE.execute_job(Path(out), job)
-
-
-def predictions_path(out: Path, spec: RunSpec, fingerprint: str) -> Path:
-    """Where a cell's test predictions are kept:
-    ``predictions/<fingerprint>/<task>/<strategy>/<fraction>/seed<k>.npz``. Under the
-    fingerprint, so that a study run with other settings in the same folder never replaces
-    the predictions of rows that are still reused."""
-    return Path(out) / "predictions" / fingerprint / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.npz"
-
-
-def load_predictions(out: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    """A row's test labels and predictions, or None when they were not kept (or are unreadable)."""
-    path = predictions_path(out, RunSpec(row["task"], row["strategy"], row["fraction"], row["seed"]), row.get("fingerprint", ""))
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            return saved["truth"], saved["pred"].astype(np.float64)
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def save_predictions(out: Path, spec: RunSpec, fingerprint: str, predictions: Predictions) -> None:
-    """Write a cell's per-row test labels and predictions atomically (read by the analysis)."""
-    buf = io.BytesIO()
-    np.savez(buf, truth=predictions.truth, pred=predictions.pred.astype(np.float32))
-    write_atomic(predictions_path(out, spec, fingerprint), buf.getvalue())
-
-
-def study_record(out: Path) -> dict[str, Any]:
-    """What ``study.json`` holds: the fingerprint a study folder was last run with, its
-    parts, the versions and the notes about the input."""
-    path = Path(out) / STUDY_FILE
-    try:
-        record = json.loads(path.read_text())
-        record["fingerprint"]
-        return record
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"'{out}' has no readable {STUDY_FILE}; expected the file 'polytask compare' writes there (rerun compare to recreate it)") from None
-
-
-def finalize(out: str | Path) -> dict[str, Any]:
-    """Analyse the rows in a study folder and (re)write ``summary.json`` and ``report.html``.
-
-    With a ``relate.json`` in the folder (``polytask relate``), the summary gains
-    ``relate``: how well that ranking before training agreed with the measured results
-    (:func:`polytask.relate.relate_summary`), and the report its heatmap and table.
-    """
-    from polytask.analysis import summarize
-    from polytask.relate import load_relate, relate_summary
-    from polytask.report.html import render_report
-
-    out = Path(out)
-    cfg_path = out / "config.yaml"
-    if not (out / "results.jsonl").exists() or not cfg_path.exists():
-        raise ConfigError(f"'{out}' is not a study folder: expected config.yaml and results.jsonl in it")
-    try:
-        raw = yaml.safe_load(cfg_path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{cfg_path}: not valid YAML ({getattr(e, 'problem', e)}); expected the config polytask wrote there") from None
-    config = validate(raw, source=str(cfg_path))
-    record = study_record(out)
-    fingerprint = record["fingerprint"]
-    rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
-    summary = summarize(rows, config, lookup=lambda row: load_predictions(out, row), tuning=load_tunings(out, fingerprint))
-    summary["warnings"] = [*record.get("notes", []), *summary["warnings"]]
-    relate = load_relate(out)
-    if relate is not None:
-        summary["relate"] = relate_summary(relate, summary, fingerprint)
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
-    write_atomic(out / "report.html", render_report(summary, rows, relate=relate))
-    return summary

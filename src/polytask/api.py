@@ -1,0 +1,27 @@
+"""The study users run: the grid of runs (:class:`polytask.study.runner.Study`), then its
+analysis and report (:func:`polytask.finalize.finalize`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polytask.finalize import finalize
+from polytask.study import runner
+
+
+class Study(runner.Study):
+    __doc__ = runner.Study.__doc__
+
+    def run(self, out: str | Path | None = None, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+        """Run every pending cell of the grid, then write ``summary.json`` and ``report.html``.
+
+        Args:
+            out: study folder (default ``runs/<name>``); finished runs found there are kept.
+            workers: processes running jobs in parallel (1: in this process).
+            progress: show progress bars on stderr.
+
+        Returns:
+            The summary (see :func:`polytask.analysis.summarize`).
+        """
+        return finalize(self.run_grid(out, workers, progress))

@@ -1,0 +1,48 @@
+"""A study folder's answer: the analysis of its rows, written as ``summary.json`` and
+``report.html`` (after a study runs, and again with ``polytask report``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from polytask.analysis import summarize
+from polytask.config import validate
+from polytask.errors import ConfigError
+from polytask.io import write_atomic
+from polytask.relate import load_relate, relate_summary
+from polytask.report.html import render_report
+from polytask.study.store import ResultStore, load_predictions, study_record
+from polytask.study.tune import load_tunings
+
+
+def finalize(out: str | Path) -> dict[str, Any]:
+    """Analyse the rows in a study folder and (re)write ``summary.json`` and ``report.html``.
+
+    With a ``relate.json`` in the folder (``polytask relate``), the summary gains
+    ``relate``: how well that ranking before training agreed with the measured results
+    (:func:`polytask.relate.relate_summary`), and the report its heatmap and table.
+    """
+    out = Path(out)
+    cfg_path = out / "config.yaml"
+    if not (out / "results.jsonl").exists() or not cfg_path.exists():
+        raise ConfigError(f"'{out}' is not a study folder: expected config.yaml and results.jsonl in it")
+    try:
+        raw = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{cfg_path}: not valid YAML ({getattr(e, 'problem', e)}); expected the config polytask wrote there") from None
+    config = validate(raw, source=str(cfg_path))
+    record = study_record(out)
+    fingerprint = record["fingerprint"]
+    rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
+    summary = summarize(rows, config, lookup=lambda row: load_predictions(out, row), tuning=load_tunings(out, fingerprint))
+    summary["warnings"] = [*record.get("notes", []), *summary["warnings"]]
+    relate = load_relate(out)
+    if relate is not None:
+        summary["relate"] = relate_summary(relate, summary, fingerprint)
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    write_atomic(out / "report.html", render_report(summary, rows, relate=relate))
+    return summary
