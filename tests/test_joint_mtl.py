@@ -3,6 +3,8 @@ to every target in every strategy; in-study pretraining sees what ``mtl`` sees."
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import FAST_TRAIN
@@ -66,9 +68,9 @@ def test_a_failed_joint_model_fails_every_target(tmp_path, monkeypatch):
     def broken(ctx, **kw):
         if ctx.seed == 1:
             raise FloatingPointError("diverged")
-        return real(ctx, **kw)
+        return real.run(ctx, **kw)
 
-    monkeypatch.setitem(STRATEGIES, "mtl", broken)
+    monkeypatch.setitem(STRATEGIES, "mtl", dataclasses.replace(real, run=broken))
     Study(_config(strategies=["scratch", "mtl"], fractions=[1.0]), data=_two_targets()).run(out=tmp_path, progress=False)
     failed = [r["run_id"] for r in ResultStore(tmp_path / "results.jsonl").rows() if r["status"] == "failed"]
     assert sorted(failed) == ["a/mtl/1/seed1", "b/mtl/1/seed1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -77,9 +78,9 @@ def test_failed_run_is_recorded_and_the_study_goes_on_then_retried(tiny_family, 
     def flaky(ctx):
         if ctx.seed == 1:
             raise FloatingPointError("loss exploded")
-        return real(ctx)
+        return real.run(ctx)
 
-    monkeypatch.setitem(STRATEGIES, "mtl", flaky)
+    monkeypatch.setitem(STRATEGIES, "mtl", dataclasses.replace(real, run=flaky))
     summary = Study(cfg, data=tiny_family).run(out=tmp_path, progress=False)
     rows = ResultStore(tmp_path / "results.jsonl").rows()
     failed = [r for r in rows if r["status"] == "failed"]

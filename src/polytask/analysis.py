@@ -37,6 +37,7 @@ import numpy as np
 from polytask.comparison import ALPHA, Comparison, RowPredictions, Scores, cell_interval, clip_interval, compare, holm, seeded, seeds_to_settle, verdict
 from polytask.config import StudyConfig
 from polytask.metrics import get_metric
+from polytask.strategies import STRATEGIES
 from polytask.tasks import higher_is_better
 
 DOMAIN_ADAPT = "domain-adapt"
@@ -76,9 +77,12 @@ def _labels_withheld(config: StudyConfig, task: str) -> bool:
 
 
 def _runnable(strategy: str, withheld: bool) -> bool:
+    """Whether a user could run ``strategy`` for a target (with its labels withheld: only a
+    strategy that never reads them; a strategy this process does not know is assumed to)."""
     if strategy == CONTROL:
         return False
-    return strategy.partition(":")[0] == DOMAIN_ADAPT if withheld else True
+    spec = STRATEGIES.get(strategy.partition(":")[0])
+    return not (spec is None or spec.reads_target_labels) if withheld else True
 
 
 class _Cells:

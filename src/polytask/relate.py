@@ -82,7 +82,7 @@ from polytask.engine import fit
 from polytask.errors import ConfigError
 from polytask.io import write_atomic
 from polytask.models.multitask import MultiTaskModel
-from polytask.strategies import PRETRAINED
+from polytask.strategies import uses_transfer_source
 from polytask.study.runner import Study
 from polytask.tasks import Task, higher_is_better
 from polytask.transfer.transferability import SCORES, kendall_tau, score_names
@@ -118,7 +118,7 @@ def pretrained_candidates(study: Study) -> list[Candidate]:
     out: dict[str, Candidate] = {}
     for strategy in cfg.strategies:
         base, _, arg = strategy.partition(":")
-        if base not in PRETRAINED:
+        if not uses_transfer_source(strategy):
             continue
         backbone = cfg.transfer_source(strategy)
         if backbone is None:

@@ -73,7 +73,7 @@ from polytask.engine import EVAL_BATCH, evaluate, fit, predict, seed_everything
 from polytask.errors import ConfigError
 from polytask.models.multitask import MultiTaskModel, count_params
 from polytask.models.pretrained import is_pretrained
-from polytask.strategies import RunContext, RunOutcome, register_strategy
+from polytask.strategies.base import RunContext, RunOutcome, register_strategy
 from polytask.tasks import Task, higher_is_better
 from polytask.transfer.adapt import ADAPTERS, Adapter, adabn_recalibrate, create_adapter
 from polytask.transfer.validators import score
@@ -318,7 +318,7 @@ def _check(pre, method: str | None) -> None:
     check_domain_adapt(pre.config, pre.tasks, method)
 
 
-@register_strategy("domain-adapt", argument="method", check=_check)
+@register_strategy("domain-adapt", argument="method", check=_check, reads_target_labels=False)
 def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
     """Unsupervised domain adaptation from labelled sources to the target's unlabelled inputs.
 
