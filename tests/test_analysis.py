@@ -11,8 +11,8 @@ from statsmodels.stats.weightstats import ttost_paired
 
 from polytask.analysis import delta_m, summarize
 from polytask.comparison import Scores, _combine, cell_interval, compare, holm, seeds_to_settle, verdict
-from polytask.config import validate
 from polytask.metrics import get_metric
+from polytask.study.resolve import validate
 
 ACC = get_metric("accuracy")
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.config import validate
 from polytask.errors import ConfigError
 from polytask.models.architectures import ARCHITECTURES
+from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 
 

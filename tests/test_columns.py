@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from polytask import Study
-from polytask.config import load_config, tasks_from_columns, validate
+from polytask.config import load_config, tasks_from_columns
 from polytask.errors import ConfigError
+from polytask.study.resolve import validate
 
 
 @pytest.fixture

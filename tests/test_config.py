@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from polytask import Study
-from polytask.config import load_config, validate
+from polytask.config import load_config
 from polytask.data.builtin import register_builtin
 from polytask.errors import ConfigError
 from polytask.models import backbone_names, register_backbone
 from polytask.strategies import register_strategy
+from polytask.study.resolve import validate
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].joinpath("examples").rglob("*.yaml"))
 

@@ -9,12 +9,12 @@ import torch
 
 from polytask import Study
 from polytask.analysis import summarize
-from polytask.config import validate
 from polytask.data import TaskData
 from polytask.errors import ConfigError
 from polytask.strategies import get_strategy
 from polytask.strategies.domain_adapt import DomainAdaptPenalty, method_names
 from polytask.study.plan import RunSpec
+from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 from polytask.transfer.adapt import coral_distance, create_adapter, gaussian_mk_mmd
 

@@ -10,9 +10,9 @@ import pytest
 from conftest import FAST_TRAIN
 
 from polytask import ConfigError, Study
-from polytask.config import validate
 from polytask.data import TaskData
 from polytask.data.loaders import load_data
+from polytask.study.resolve import validate
 
 
 def _csv(path, n=200, seed=0):

@@ -15,13 +15,14 @@ from conftest import FAST_TRAIN, tiny_config
 from torch import nn
 
 from polytask import Study, engine
-from polytask.config import ModelConfig, validate
+from polytask.config import ModelConfig
 from polytask.data import TaskData
 from polytask.data.arrays import TEXT_SHAPE
 from polytask.errors import ConfigError
 from polytask.models.backbones import create_backbone
 from polytask.models.multitask import count_params
 from polytask.models.pretrained import minilm_path
+from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 
 TEXTS = ["a fine film .", "dull", "not bad at all, really; I would watch it again with friends on a rainy sunday"]

@@ -7,11 +7,12 @@ import torch
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.config import ModelConfig, validate
+from polytask.config import ModelConfig
 from polytask.data import prepare_task
 from polytask.engine import _rep_grad_step, fit
 from polytask.errors import ConfigError
 from polytask.models import MultiTaskModel, create_backbone
+from polytask.study.resolve import validate
 from polytask.study.runner import input_groups
 from polytask.study.store import ResultStore
 from polytask.tasks import infer_task

@@ -7,12 +7,13 @@ import torch
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.config import ModelConfig, TrainConfig, validate
+from polytask.config import ModelConfig, TrainConfig
 from polytask.data import make_task_family, prepare_task
 from polytask.engine import fit
 from polytask.errors import ConfigError
 from polytask.models import MultiTaskModel, create_backbone
 from polytask.sampling import batch_plan, task_probabilities
+from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 from polytask.tasks import infer_task
 

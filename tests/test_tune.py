@@ -9,8 +9,8 @@ from conftest import tiny_config
 
 import polytask.study.runner as runner
 from polytask import ConfigError, Study
-from polytask.config import validate
 from polytask.study.estimate import dry_run
+from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 from polytask.study.tune import apply, searched
 

@@ -59,8 +59,8 @@ def compare(
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
     from polytask.api import Study
-    from polytask.config import load_config, validate
     from polytask.report.terminal import print_summary
+    from polytask.study.resolve import load_config, validate
 
     try:
         cfg = load_config(config)
@@ -105,8 +105,8 @@ def relate(
 ) -> None:
     """Rank candidate sources (pretrained backbones, the other tasks) for each target before training."""
     from polytask.api import Study
-    from polytask.config import load_config
     from polytask.relate import rank_sources, relate_table
+    from polytask.study.resolve import load_config
 
     try:
         cfg = load_config(config)

@@ -74,11 +74,6 @@ class DataConfig(_Frozen):
             raise ValueError("'text' names a column of a csv data source; builtin text datasets need no 'text'")
         if self.text is not None and self.features:
             raise ValueError("give either 'text' (one text column) or 'features' (numeric columns), not both")
-        if self.builtin is not None:
-            from polytask.data.builtin import builtin_names
-
-            if self.builtin not in builtin_names():
-                raise ValueError(f"unknown builtin dataset '{self.builtin}' (known: {', '.join(builtin_names())})")
         return self
 
     def resolved(self, base: Path) -> DataConfig:
@@ -189,29 +184,11 @@ class ModelConfig(BaseModel):
     text: TextConfig = TextConfig()
     imagenet: ImageNetConfig = ImageNetConfig()
 
-    @field_validator("backbone")
-    @classmethod
-    def _known_backbone(cls, v: str) -> str:
-        from polytask.models.backbones import backbone_names
-        from polytask.models.pretrained import check_name
-
-        if ":" in v:
-            check_name(v)
-        elif v not in backbone_names():
-            raise ValueError(f"unknown backbone '{v}' (known: {', '.join(backbone_names())}, or hf:<name>, timm:<name>, run:<path>)")
-        return v
-
     @model_validator(mode="after")
-    def _known_architecture(self) -> ModelConfig:
-        from polytask.models.architectures import ARCHITECTURES, check_options
-
-        for key in [self.architecture, *(self.model_extra or {})]:
-            if key not in ARCHITECTURES:
-                raise ValueError(f"unknown key or architecture '{key}' (architectures: {', '.join(ARCHITECTURES.names())})")
+    def _option_sections(self) -> ModelConfig:
         for key, options in (self.model_extra or {}).items():
             if not isinstance(options, dict):
                 raise ValueError(f"'{key}' must be a mapping of architecture options, got {options!r}")
-            check_options(key, options)
         return self
 
     def architecture_options(self, name: str | None = None) -> dict:
@@ -279,15 +256,9 @@ class FineTuneConfig(BaseModel):
     lora: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _known_sections(self) -> FineTuneConfig:
-        from polytask.transfer.regularizers import regularizer_names
-
-        names = regularizer_names()
+    def _sections(self) -> FineTuneConfig:
         if isinstance(self.layers, int) and self.layers < 0:
             raise ValueError(f"'layers' must be 'all' or a number of stages >= 0, got {self.layers}")
-        for key in [*([self.regularizer] if self.regularizer else []), *(self.model_extra or {})]:
-            if key not in names:
-                raise ValueError(f"unknown fine-tuning regularizer or key '{key}' (regularizers: {', '.join(names)})")
         for key, hp in (self.model_extra or {}).items():
             if not isinstance(hp, dict):
                 raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
@@ -316,15 +287,8 @@ class DomainAdaptConfig(BaseModel):
     validator: str = "dev"
 
     @model_validator(mode="after")
-    def _known_names(self) -> DomainAdaptConfig:
-        from polytask.transfer.adapt import ADAPTERS
-        from polytask.transfer.validators import validator_names
-
-        if self.validator not in validator_names():
-            raise ValueError(f"unknown validator '{self.validator}' (known: {', '.join(validator_names())})")
+    def _sections(self) -> DomainAdaptConfig:
         for key, hp in (self.model_extra or {}).items():
-            if key not in ADAPTERS:
-                raise ValueError(f"unknown domain adaptation method '{key}' (known: {', '.join(ADAPTERS.names())})")
             if not isinstance(hp, dict):
                 raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
         return self
@@ -350,33 +314,15 @@ class MTLConfig(BaseModel):
     temperature: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
-    def _known_methods(self) -> MTLConfig:
-        from polytask.weighting import create, weighting_names
-
-        names = weighting_names()
-        for key in [self.weighting, *(self.model_extra or {})]:
-            if key not in names:
-                raise ValueError(f"unknown weighting method '{key}' (known: {', '.join(names)})")
+    def _sections(self) -> MTLConfig:
         for key, hp in (self.model_extra or {}).items():
             if not isinstance(hp, dict):
                 raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
-            # Per-task vectors (static weights, preference vectors) fix the number of tasks to check with.
-            n_tasks = next((len(v) for v in hp.values() if isinstance(v, list | tuple)), 2)
-            try:
-                create(key, n_tasks, **hp)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"hyperparameters of '{key}': {e}") from None
         return self
 
     def hparams(self, method: str) -> dict:
         """The hyperparameters given for ``method`` (empty: its paper's defaults)."""
         return dict((self.model_extra or {}).get(method, {}))
-
-    def uses_rep_grad(self, method: str) -> bool:
-        """Whether ``method`` balances gradients of the shared representation."""
-        from polytask.weighting.base import WEIGHTINGS
-
-        return self.rep_grad or WEIGHTINGS[method].representation_only
 
 
 class AnalysisConfig(_Frozen):
@@ -570,60 +516,10 @@ class StudyConfig(_Frozen):
     @field_validator("sources")
     @classmethod
     def _source_names(cls, v: dict[str, str]) -> dict[str, str]:
-        from polytask.models.backbones import backbone_names
-        from polytask.models.pretrained import check_name, is_pretrained
-
-        for alias, spec in v.items():
+        for alias in v:
             if not alias or any(c in alias for c in "/: "):
                 raise ValueError(f"source name '{alias}' must be non-empty without '/', ':' or spaces")
-            if ":" in spec:
-                check_name(spec, where=f"sources.{alias}")
-            elif spec not in backbone_names() or not is_pretrained(spec):
-                raise ValueError(f"sources.{alias}: '{spec}' is not a pretrained backbone (use efficientnet-lite0, minilm, hf:, timm: or run:)")
         return v
-
-    @model_validator(mode="after")
-    def _known_strategies(self) -> StudyConfig:
-        from polytask.strategies import strategy_argument, strategy_names
-
-        for s in self.strategies:
-            base, _, arg = s.partition(":")
-            choices = self.argument_choices(strategy_argument(base)) if base in strategy_names() else []
-            if base not in strategy_names() or (arg and arg not in choices):
-                forms = [f"{n}:<{strategy_argument(n)}>" for n in strategy_names() if strategy_argument(n)]
-                hint = f"; '{base}:' takes one of: {', '.join(choices)}" if base in strategy_names() and choices else ""
-                raise ValueError(f"field 'strategies': unknown strategy '{s}' (known: {', '.join([*strategy_names(), *forms])}){hint}")
-        return self
-
-    def argument_choices(self, kind: str | None) -> list[str]:
-        """What may follow ``<strategy>:`` for a strategy whose argument is ``kind``."""
-        from polytask.models.backbones import backbone_names
-        from polytask.models.pretrained import is_pretrained
-        from polytask.weighting import weighting_names
-
-        if kind == "weighting":
-            return weighting_names()
-        if kind == "source":
-            return [*(n for n in backbone_names() if is_pretrained(n)), *self.sources]
-        if kind == "method":
-            from polytask.transfer.adapt import ADAPTERS
-
-            return [*ADAPTERS.names(), "source-only"]
-        return []
-
-    def transfer_source(self, strategy: str) -> str | None:
-        """The pretrained backbone a transfer strategy starts from, or None for layers
-        pretrained inside the study on the other tasks.
-
-        ``fine-tune:<source>`` names it; plain ``fine-tune`` uses ``model.backbone`` when
-        that one has pretrained weights.
-        """
-        from polytask.models.pretrained import is_pretrained
-
-        _, _, arg = strategy.partition(":")
-        if arg:
-            return self.sources.get(arg, arg)
-        return self.model.backbone if is_pretrained(self.model.backbone) else None
 
     @model_validator(mode="after")
     def _roles(self) -> StudyConfig:
@@ -635,7 +531,6 @@ class StudyConfig(_Frozen):
         needs_others = [s for s in self.strategies if s != "scratch"]
         if needs_others and len(self.tasks) < 2:
             raise ValueError(f"strategies {needs_others} need at least two tasks (got one)")
-        self._check_rep_grad()
         if self.tune is not None and self.tune.seed < self.seeds:
             raise ValueError(f"field 'tune.seed': {self.tune.seed} is one of the study's seeds 0..{self.seeds - 1}; the tuning seed must never be evaluated")
         if self.tune is not None:
@@ -648,30 +543,6 @@ class StudyConfig(_Frozen):
         """The weighting method an ``mtl`` strategy uses (None for other strategies)."""
         base, _, method = strategy.partition(":")
         return (method or self.mtl.weighting) if base == "mtl" else None
-
-    def _check_rep_grad(self) -> None:
-        """Refuse the combinations where gradients of the representation mean nothing."""
-        from polytask.weighting.base import WEIGHTINGS
-
-        for s in self.strategies:
-            method = self.mtl_method(s)
-            if method is None or not self.mtl.uses_rep_grad(method):
-                continue
-            if not WEIGHTINGS[method].requires_grads:
-                raise ValueError(
-                    f"strategy '{s}' with mtl.rep_grad: '{method}' weights the losses and never reads gradients, "
-                    "so balancing them on the representation changes nothing; use a gradient method or drop rep_grad"
-                )
-            if self.model.architecture != "hard":
-                raise ValueError(
-                    f"strategy '{s}' balances gradients of the one representation every head reads, but architecture "
-                    f"'{self.model.architecture}' gives each task its own; use architecture 'hard' or a method on parameters"
-                )
-            if self.mtl.sampling != "uniform":
-                raise ValueError(
-                    f"strategy '{s}': with gradients on the representation every task shares each batch, "
-                    f"so mtl.sampling '{self.mtl.sampling}' cannot apply; use sampling 'uniform'"
-                )
 
     @property
     def targets(self) -> list[str]:
@@ -689,6 +560,13 @@ class StudyConfig(_Frozen):
         return self.model_copy(update={"tasks": tasks})
 
 
+def error_line(loc: str, msg: str, given: Any = None, show_given: bool = True) -> str:
+    """One line for one problem: the field's path (none for the whole config), what was
+    wrong, and the value given when it is worth showing."""
+    shown = f" (got {given!r})" if show_given else ""
+    return f"field '{loc}': {msg}{shown}" if loc else f"{msg}{shown}"
+
+
 def _describe(err: dict[str, Any]) -> str:
     """One line for the first pydantic error: where, what was wrong, what was expected."""
     loc = ".".join(str(p) for p in err.get("loc", ()) if not str(p).startswith("function-"))
@@ -697,8 +575,7 @@ def _describe(err: dict[str, Any]) -> str:
         return f"unknown key '{key}'" + (f" in '{parent}'" if parent else " at top level")
     msg = err.get("msg", "invalid value").removeprefix("Value error, ")
     given = err.get("input")
-    shown = "" if isinstance(given, dict) or err.get("type") == "missing" else f" (got {given!r})"
-    return f"field '{loc}': {msg}{shown}" if loc else f"{msg}{shown}"
+    return error_line(loc, msg, given, show_given=not (isinstance(given, dict) or err.get("type") == "missing"))
 
 
 def validate(raw: dict[str, Any], base: Path | None = None, *, source: str = "config") -> StudyConfig:

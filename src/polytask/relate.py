@@ -82,7 +82,7 @@ from polytask.engine import fit
 from polytask.errors import ConfigError
 from polytask.io import write_atomic
 from polytask.models.multitask import MultiTaskModel
-from polytask.strategies import uses_transfer_source
+from polytask.strategies import transfer_source, uses_transfer_source
 from polytask.study.runner import Study
 from polytask.tasks import Task, higher_is_better
 from polytask.transfer.transferability import SCORES, kendall_tau, score_names
@@ -120,7 +120,7 @@ def pretrained_candidates(study: Study) -> list[Candidate]:
         base, _, arg = strategy.partition(":")
         if not uses_transfer_source(strategy):
             continue
-        backbone = cfg.transfer_source(strategy)
+        backbone = transfer_source(cfg, strategy)
         if backbone is None:
             continue  # layers pretrained inside the study: not one source
         name = arg or backbone
@@ -314,7 +314,7 @@ def rank_sources(
         others = [n for n in cfg.tasks if n != target]
         # In-study pretraining uses every task but the target: with one other task, plain
         # fine-tune / feature-extraction start from exactly that task's layers.
-        in_study = {b: b for b in ("fine-tune", "feature-extraction") if b in cfg.strategies and cfg.transfer_source(b) is None} if len(others) == 1 else {}
+        in_study = {b: b for b in ("fine-tune", "feature-extraction") if b in cfg.strategies and transfer_source(cfg, b) is None} if len(others) == 1 else {}
         for name in cfg.tasks:
             if name == target:
                 continue

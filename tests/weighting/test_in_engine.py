@@ -8,8 +8,8 @@ import pytest
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.config import validate
 from polytask.errors import ConfigError
+from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 from polytask.weighting import weighting_names
 from polytask.weighting.base import WEIGHTINGS

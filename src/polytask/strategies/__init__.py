@@ -34,6 +34,7 @@ from polytask.strategies.base import (
     strategy_argument,
     strategy_names,
     strategy_spec,
+    transfer_source,
     uses_study_pretraining,
     uses_transfer_source,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "strategy_argument",
     "strategy_names",
     "strategy_spec",
+    "transfer_source",
     "uses_study_pretraining",
     "uses_transfer_source",
 ]

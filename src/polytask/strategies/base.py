@@ -15,6 +15,7 @@ from polytask.config import StudyConfig
 from polytask.data.prepare import PreparedTask
 from polytask.engine import Predictions, fit, predict
 from polytask.models.multitask import MultiTaskModel, count_params
+from polytask.models.pretrained import is_pretrained
 from polytask.registry import Registry
 from polytask.strategies.features import FeatureCache
 from polytask.tasks import Task
@@ -218,9 +219,22 @@ def uses_transfer_source(strategy: str) -> bool:
     return strategy_spec(strategy).uses_pretrained
 
 
+def transfer_source(config: StudyConfig, strategy: str) -> str | None:
+    """The pretrained backbone a transfer strategy starts from, or None for layers
+    pretrained inside the study on the other tasks.
+
+    ``fine-tune:<source>`` names it (a name of ``sources:`` or a backbone); plain
+    ``fine-tune`` uses ``model.backbone`` when that one has pretrained weights.
+    """
+    _, _, arg = strategy.partition(":")
+    if arg:
+        return config.sources.get(arg, arg)
+    return config.model.backbone if is_pretrained(config.model.backbone) else None
+
+
 def uses_study_pretraining(strategy: str, config: StudyConfig) -> bool:
     """Whether ``strategy`` starts from shared layers pretrained inside the study."""
-    return uses_transfer_source(strategy) and config.transfer_source(strategy) is None
+    return uses_transfer_source(strategy) and transfer_source(config, strategy) is None
 
 
 def train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, PreparedTask], target: PreparedTask, **kw) -> RunOutcome:

@@ -6,12 +6,12 @@ import time
 
 from polytask.engine import seed_everything
 from polytask.models.multitask import MultiTaskModel
-from polytask.strategies.base import Preflight, RunContext, RunOutcome, outcome, register_strategy
+from polytask.strategies.base import Preflight, RunContext, RunOutcome, outcome, register_strategy, transfer_source
 from polytask.transfer.finetune import check_recipe, fine_tune_model
 
 
 def _check_fine_tune(pre: Preflight, source: str | None) -> None:
-    named = pre.config.transfer_source(pre.strategy)
+    named = transfer_source(pre.config, pre.strategy)
     check_recipe(pre.config.fine_tune, pre.backbone(source), has_old_heads=named is None)
 
 

@@ -11,6 +11,7 @@ from polytask.models.pretrained import is_pretrained
 from polytask.sampling import task_probabilities
 from polytask.strategies.base import ALL_TARGETS, RunContext, RunOutcome, outcome, register_strategy, train_and_test
 from polytask.weighting import create as create_weighting
+from polytask.weighting import uses_rep_grad
 
 
 def _multitask_data(ctx: RunContext, fractions: dict[str, float], rep_grad: bool) -> dict[str, PreparedTask]:
@@ -40,7 +41,7 @@ def _multitask_model(ctx: RunContext, data: dict[str, PreparedTask], weighting: 
     arch = ctx.config.model
     new = functools.partial(ctx.new_backbone, ctx.input_shape, pretrained=is_pretrained(arch.backbone))
     model = build_multitask_model(arch.architecture, new, ctx.input_shape, [d.task for d in data.values()], **arch.architecture_options())
-    return model, {"weighting": method, "sampling": sampling, "rep_grad": cfg.uses_rep_grad(name)}
+    return model, {"weighting": method, "sampling": sampling, "rep_grad": uses_rep_grad(name, cfg.rep_grad)}
 
 
 @register_strategy("mtl", argument="weighting", scope=ALL_TARGETS)
@@ -59,7 +60,7 @@ def mtl(ctx: RunContext, weighting: str | None = None) -> dict[str, RunOutcome]:
     one shared batch: targets keep all of their rows, labels outside the fraction hidden.
     Tasks on the same inputs share one forward pass per step (:func:`_multitask_data`).
     """
-    rep_grad = ctx.config.mtl.uses_rep_grad(weighting or ctx.config.mtl.weighting)
+    rep_grad = uses_rep_grad(weighting or ctx.config.mtl.weighting, ctx.config.mtl.rep_grad)
     data = _multitask_data(ctx, {n: ctx.fraction if n in ctx.targets else 1.0 for n in ctx.tasks}, rep_grad)
     model, options = _multitask_model(ctx, data, weighting)
     result = fit(model, data, ctx.config.train, ctx.seed, select=list(ctx.targets), callbacks=ctx.callbacks, augment=ctx.augment(None), **options)
@@ -75,7 +76,7 @@ def mtl_per_target(ctx: RunContext, weighting: str | None = None) -> RunOutcome:
     model per target, so it answers "does joint training help this task?" rather than
     "what does one shared model cost?" (that is ``mtl``).
     """
-    rep_grad = ctx.config.mtl.uses_rep_grad(weighting or ctx.config.mtl.weighting)
+    rep_grad = uses_rep_grad(weighting or ctx.config.mtl.weighting, ctx.config.mtl.rep_grad)
     data = _multitask_data(ctx, {n: ctx.fraction if n == ctx.target else 1.0 for n in ctx.tasks}, rep_grad)
     model, options = _multitask_model(ctx, data, weighting)
     return train_and_test(ctx, model, data, data[ctx.target], **options)

@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch import nn
 
-from polytask.config import DataConfig, StudyConfig, load_config, validate
+from polytask.config import DataConfig, StudyConfig
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.augment import build_augmenter
 from polytask.data.loaders import load_data, source_key
@@ -47,15 +47,19 @@ from polytask.strategies import (
     get_strategy,
     is_joint,
     pretrain,
+    transfer_source,
     uses_study_pretraining,
     uses_transfer_source,
 )
 from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.plan import Job, RunSpec, plan_jobs
 from polytask.study.progress import StudyProgress
+from polytask.study.resolve import load_config as resolve_file
+from polytask.study.resolve import resolve, validate
 from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
 from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
 from polytask.tasks import Task, infer_task, task_notes
+from polytask.weighting import uses_rep_grad
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
 
@@ -92,7 +96,9 @@ class Study:
     """
 
     def __init__(self, config: StudyConfig | dict, data: dict[str, TaskData] | None = None, backbone: UserBackbone | None = None):
-        self.config = config if isinstance(config, StudyConfig) else validate(config)
+        # The schema, then every name against the registries (a config from load_config or
+        # validate has only been through the schema).
+        self.config = resolve(config) if isinstance(config, StudyConfig) else validate(config)
         self.data_override = dict(data or {})
         if isinstance(backbone, str):
             try:
@@ -109,7 +115,7 @@ class Study:
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
         """Load a study from a YAML config; data paths are relative to the file."""
-        return cls(load_config(path), **kwargs)
+        return cls(resolve_file(path), **kwargs)
 
     # ---- data -------------------------------------------------------------------------
 
@@ -239,7 +245,7 @@ class Study:
     def _check_rep_grad(self) -> None:
         """Gradients on the representation need every task on the same input rows."""
         cfg = self.config
-        uses = [s for s in cfg.strategies if (m := cfg.mtl_method(s)) is not None and cfg.mtl.uses_rep_grad(m)]
+        uses = [s for s in cfg.strategies if (m := cfg.mtl_method(s)) is not None and uses_rep_grad(m, cfg.mtl.rep_grad)]
         keys = {self._split_keys.get(n, n) for n in cfg.tasks}
         if uses and len(keys) > 1:
             own = [n for n in cfg.tasks if n not in self._split_keys]
@@ -432,7 +438,7 @@ class Study:
     def _save_backbone(self, out: Path, spec: RunSpec, backbone: nn.Module) -> None:
         """Keep a run's trained shared layers for ``run:<out>/<task>/<strategy>/seed<k>``."""
         path = out / "models" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.pt"
-        source = self.config.transfer_source(spec.strategy) if uses_transfer_source(spec.strategy) else None
+        source = transfer_source(self.config, spec.strategy) if uses_transfer_source(spec.strategy) else None
         name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else None)
         if name is None:
             return  # the user's own module: nothing a later study could rebuild by name

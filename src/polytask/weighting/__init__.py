@@ -12,10 +12,10 @@ Every module in this package registers its methods on import.
 import importlib
 import pkgutil
 
-from polytask.weighting.base import WEIGHTINGS, Weighting, create, register_weighting, weighting_names
+from polytask.weighting.base import WEIGHTINGS, Weighting, create, register_weighting, uses_rep_grad, weighting_names
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["WEIGHTINGS", "Weighting", "create", "register_weighting", "weighting_names"]
+__all__ = ["WEIGHTINGS", "Weighting", "create", "register_weighting", "uses_rep_grad", "weighting_names"]

@@ -109,3 +109,9 @@ def create(name: str, n_tasks: int, **hparams: Any) -> Weighting:
 def weighting_names() -> list[str]:
     """Registered method names."""
     return WEIGHTINGS.names()
+
+
+def uses_rep_grad(name: str, rep_grad: bool = False) -> bool:
+    """Whether method ``name`` balances gradients of the shared representation: always for
+    representation-only methods (``mgda-ub``), else when ``rep_grad`` asks for it."""
+    return rep_grad or WEIGHTINGS.get_item(name).representation_only
