@@ -38,7 +38,7 @@ from torch import nn
 from polytask.config import ModelConfig, TrainConfig
 from polytask.data.prepare import PreparedTask, Split
 from polytask.engine import EVAL_BATCH, evaluate, fit, seed_everything
-from polytask.models.backbones import create_backbone
+from polytask.models.build import create_backbone
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.tasks import Task
 

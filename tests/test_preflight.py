@@ -8,7 +8,7 @@ from test_domain_adapt import da_config, shifted_pair
 
 from polytask import ConfigError, Study
 from polytask.data import TaskData
-from polytask.models.backbones import create_backbone
+from polytask.models.build import create_backbone
 from polytask.models.pretrained import save_backbone
 
 

@@ -19,7 +19,7 @@ from polytask.config import ModelConfig
 from polytask.data import TaskData
 from polytask.data.arrays import TEXT_SHAPE
 from polytask.errors import ConfigError
-from polytask.models.backbones import create_backbone
+from polytask.models.build import create_backbone
 from polytask.models.multitask import count_params
 from polytask.models.pretrained import minilm_path
 from polytask.study.resolve import validate

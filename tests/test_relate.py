@@ -16,7 +16,7 @@ from polytask import Study
 from polytask.cli import app
 from polytask.config import ModelConfig
 from polytask.data import TaskData
-from polytask.models.backbones import create_backbone
+from polytask.models.build import create_backbone
 from polytask.models.pretrained import save_backbone
 from polytask.relate import SCORE_INPUTS, agreement, load_relate, pretrained_candidates, rank_sources, relate_summary
 from polytask.transfer.transferability import score_names

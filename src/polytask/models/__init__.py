@@ -1,7 +1,7 @@
 """Models: backbones (shared layers), heads and the multi-task model."""
 
-from polytask.models import text as _text  # noqa: F401  (registers the gru backbone)
-from polytask.models.backbones import backbone_names, create_backbone, from_user_module, register_backbone
+from polytask.models.backbones import from_user_module, register_backbone
+from polytask.models.build import backbone_names, create_backbone
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params
 
 __all__ = [

@@ -27,36 +27,6 @@ def register_backbone(name: str):
     return BACKBONES.register(name)
 
 
-def backbone_names() -> list[str]:
-    """Registered backbone names, those with pretrained weights included."""
-    from polytask.models.pretrained import PRETRAINED
-
-    return [*BACKBONES.names(), *PRETRAINED.names()]
-
-
-def create_backbone(name: str, input_shape: tuple[int, ...], cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
-    """Build backbone ``name`` for inputs of ``input_shape`` (one sample).
-
-    Args:
-        name: a registered name, or ``hf:``/``timm:``/``run:``/``module:`` (see
-            :mod:`polytask.models.pretrained`).
-        pretrained: load the backbone's pretrained weights; otherwise its architecture
-            is randomly initialized.
-
-    Raises:
-        ConfigError: unknown name, inputs the backbone cannot read, or pretrained
-            weights asked of a backbone that has none.
-    """
-    from polytask.models.pretrained import build, is_pretrained
-
-    if is_pretrained(name):
-        return build(name, tuple(input_shape), cfg, pretrained)
-    if pretrained:
-        known = ", ".join(n for n in backbone_names() if is_pretrained(n))
-        raise ConfigError(f"backbone '{name}' has no pretrained weights (pretrained ones: {known}, hf:, timm:, run:)")
-    return BACKBONES.get_item(name)(tuple(input_shape), cfg)
-
-
 class MLP(nn.Module):
     """Flatten, then ``Linear -> ReLU -> Dropout`` per hidden width."""
 

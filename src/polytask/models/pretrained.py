@@ -39,6 +39,8 @@ from polytask.config import ModelConfig
 from polytask.data.arrays import TEXT_SHAPE
 from polytask.errors import ConfigError
 from polytask.io import write_atomic
+from polytask.models.backbones import BACKBONES, from_user_module
+from polytask.models.text import HashTokenizer, HFTokenizer, TransformerEncoder
 from polytask.registry import Registry
 
 PretrainedBuilder = Callable[[tuple, ModelConfig, bool], nn.Module]
@@ -77,8 +79,6 @@ def check_name(name: str, where: str = "model.backbone", allow_module: bool = Fa
 
 def text_encoder(name: str, cfg: ModelConfig):
     """The tokenizer of text backbone ``name``, without building its network when possible."""
-    from polytask.models.text import HashTokenizer
-
     prefix, sep, spec = name.partition(":")
     if name == "gru":
         return HashTokenizer(cfg.gru.vocab_size, cfg.text.max_length)
@@ -219,8 +219,6 @@ def _transformers(what: str):
 
 def load_hf_tokenizer(source: str, cfg: ModelConfig, what: str):
     """The :class:`~polytask.models.text.HFTokenizer` of a local folder or hub name."""
-    from polytask.models.text import HFTokenizer
-
     lib = _transformers(what)
     tok = _hf_load(lib.AutoTokenizer.from_pretrained, source, what, "a tokenizer")
     if tok.pad_token is None:
@@ -241,8 +239,6 @@ def _hub_hint(source: str, e: Exception) -> str:
 
 def load_hf_encoder(source: str, cfg: ModelConfig, pretrained: bool, what: str, normalize: bool = False) -> nn.Module:
     """A :class:`~polytask.models.text.TransformerEncoder` from a local folder or hub name."""
-    from polytask.models.text import TransformerEncoder
-
     lib = _transformers(what)
     tokenizer = load_hf_tokenizer(source, cfg, what)
     if pretrained:
@@ -373,17 +369,15 @@ def _run(spec: str, input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> n
     shape = tuple(saved["input_shape"]) if saved["input_shape"] != list(TEXT_SHAPE) else TEXT_SHAPE
     if tuple(input_shape) != shape:
         raise ConfigError(f"backbone 'run:{spec}' was trained on samples of shape {shape}, but this study's are {tuple(input_shape)}")
-    from polytask.models.backbones import create_backbone
-
-    net = create_backbone(saved["backbone"], shape, ModelConfig(**saved["model"]))
+    # The saved architecture: a pretrained one by name, or a registered one.
+    name, model_cfg = saved["backbone"], ModelConfig(**saved["model"])
+    net = build(name, shape, model_cfg, False) if is_pretrained(name) else BACKBONES.get_item(name)(shape, model_cfg)
     if pretrained:
         net.load_state_dict(saved["state"])
     return net
 
 
 def _module(spec: str, input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> nn.Module:
-    from polytask.models.backbones import from_user_module
-
     mod_name, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(mod_name), attr)

@@ -17,7 +17,7 @@ from polytask.config import StudyConfig, error_line
 from polytask.data.builtin import builtin_names
 from polytask.errors import ConfigError
 from polytask.models.architectures import ARCHITECTURES, check_options
-from polytask.models.backbones import backbone_names
+from polytask.models.build import backbone_names
 from polytask.models.pretrained import check_name, is_pretrained
 from polytask.strategies import strategy_argument, strategy_names
 from polytask.transfer.adapt import ADAPTERS

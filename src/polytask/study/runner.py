@@ -35,7 +35,8 @@ from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
 from polytask.errors import ConfigError, PolytaskWarning, WorkerDiedError
 from polytask.io import write_atomic
-from polytask.models.backbones import create_backbone, from_user_module
+from polytask.models.backbones import from_user_module
+from polytask.models.build import create_backbone
 from polytask.models.multitask import FeatureBackbone, MultiTaskModel
 from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
 from polytask.strategies import (
