@@ -82,6 +82,7 @@ from polytask.engine import fit
 from polytask.errors import ConfigError
 from polytask.io import write_atomic
 from polytask.models.multitask import MultiTaskModel
+from polytask.relate_figure import relate_heatmap
 from polytask.strategies import transfer_source, uses_transfer_source
 from polytask.study.runner import Study
 from polytask.tasks import Task, higher_is_better
@@ -263,8 +264,6 @@ def rank_sources(
     Raises:
         ConfigError: unknown score, out-of-range option, or bad data or backbone.
     """
-    from polytask.report.plots import relate_heatmap
-
     _check(score, fraction, max_samples, epochs, source_samples)
     start = time.perf_counter()
     out = Path(out)

@@ -7,6 +7,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from polytask._version import __version__
+from polytask.relate_figure import relate_heatmap
 from polytask.report import plots
 
 
@@ -25,5 +26,5 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]] | None = N
         }
         for task in summary["tasks"]
     ]
-    heatmap = plots.relate_heatmap(relate) if relate and relate.get("targets") else None
+    heatmap = relate_heatmap(relate) if relate and relate.get("targets") else None
     return env.get_template("template.html.j2").render(s=summary, plots=figures, version=__version__, relate=relate, relate_heatmap=heatmap)
