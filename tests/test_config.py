@@ -13,6 +13,7 @@ from polytask.errors import ConfigError
 from polytask.models import backbone_names, register_backbone
 from polytask.strategies import register_strategy
 from polytask.study.resolve import validate
+from polytask.weighting import WEIGHTINGS
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].joinpath("examples").rglob("*.yaml"))
 
@@ -62,3 +63,8 @@ def test_unknown_backbone_lists_known_names():
         validate({"tasks": {"a": {"data": {"builtin": "digits"}}}, "model": {"backbone": "resnet"}, "strategies": ["scratch"]})
     for name in backbone_names():
         assert name in str(e.value)
+
+
+def test_a_registry_lists_names_by_pattern():
+    assert WEIGHTINGS.list("*grad") == [n for n in WEIGHTINGS.names() if n.endswith("grad")] and "pcgrad" in WEIGHTINGS.list("*grad")
+    assert WEIGHTINGS.list() == WEIGHTINGS.names() and WEIGHTINGS.list("nothing-*") == []

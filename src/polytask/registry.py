@@ -6,6 +6,7 @@ asking for an unknown name raises a one-line error listing the known ones.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -52,3 +53,8 @@ class Registry(dict, Generic[T]):
     def names(self) -> list[str]:
         """Registered names in registration order."""
         return list(self)
+
+    def list(self, pattern: str = "*") -> list[str]:
+        """Registered names matching a shell-style ``pattern`` (``"mtl*"``, ``"*grad"``), in
+        registration order, like timm's ``list_models``."""
+        return [n for n in self if fnmatch.fnmatchcase(n, pattern)]

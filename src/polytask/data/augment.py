@@ -123,7 +123,12 @@ _PROB = _Check(lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)")
 AUGMENTERS: Registry[type] = Registry("augmentation kind")
 
 
-@AUGMENTERS.register("image")
+def register_augmentation(name: str):
+    """Decorator registering a augmentation kind under ``name``; a duplicate name raises."""
+    return AUGMENTERS.register(name)
+
+
+@register_augmentation("image")
 @dataclass(frozen=True)
 class ImageAugmenter:
     """Per-sample flips, integer shift, rotation, then gaussian noise, on [N, C, H, W] floats.
@@ -174,7 +179,7 @@ class ImageAugmenter:
         return ", ".join(p for p in parts if p)
 
 
-@AUGMENTERS.register("text")
+@register_augmentation("text")
 @dataclass(frozen=True)
 class TextAugmenter:
     """Masking of token ids [N, L]: random tokens and one contiguous span per sequence.
@@ -232,7 +237,7 @@ class TextAugmenter:
         return ", ".join(p for p in parts if p) + f" (mask id {self.mask_id})"
 
 
-@AUGMENTERS.register("tabular")
+@register_augmentation("tabular")
 @dataclass(frozen=True)
 class TabularAugmenter:
     """Gaussian noise, then mixup (Zhang et al. 2018), on standardized rows [N, d].

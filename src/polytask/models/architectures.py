@@ -1,5 +1,9 @@
 """Multi-task sharing architectures, by name: how tasks share layers in the ``mtl`` strategy.
 
+``hard`` is here; the others register themselves in :mod:`polytask.models.stagewise`
+(cross-stitch, MTAN) and :mod:`polytask.models.experts` (MMoE, CGC, PLE, DSelect-k),
+which the ``polytask.models`` package imports.
+
 Every builder takes ``(new_backbone, input_shape, tasks, **options)`` where
 ``new_backbone()`` returns a freshly initialized backbone (the config's or the user's
 module), and returns a model with ``forward(x, task)``, per-task ``heads`` and
@@ -22,7 +26,12 @@ Builder = Callable[..., nn.Module]
 ARCHITECTURES: Registry[Builder] = Registry("architecture")
 
 
-@ARCHITECTURES.register("hard")
+def register_architecture(name: str):
+    """Decorator registering a sharing architecture under ``name``; a duplicate name raises."""
+    return ARCHITECTURES.register(name)
+
+
+@register_architecture("hard")
 def build_hard(new_backbone: Callable[[], nn.Module], input_shape: tuple[int, ...], tasks: list[Task]) -> nn.Module:
     """Hard parameter sharing: one backbone, a linear head per task."""
     return MultiTaskModel(new_backbone(), tasks)
@@ -49,20 +58,3 @@ def build_multitask_model(name: str, new_backbone: Callable[[], nn.Module], inpu
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return ARCHITECTURES.get_item(name)(new_backbone, tuple(input_shape), tasks, **options)
-
-
-def _register_builtin_architectures() -> None:
-    from polytask.models import experts, stagewise
-
-    for name, builder in {
-        "cross-stitch": stagewise.build_cross_stitch,
-        "mmoe": experts.build_mmoe,
-        "cgc": experts.build_cgc,
-        "ple": experts.build_ple,
-        "dselect-k": experts.build_dselect_k,
-        "mtan": stagewise.build_mtan,
-    }.items():
-        ARCHITECTURES.register(name)(builder)
-
-
-_register_builtin_architectures()

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from polytask.errors import ConfigError
+from polytask.models.architectures import register_architecture
 from polytask.tasks import Task
 
 __all__ = [
@@ -403,11 +404,13 @@ class CGC(PLE):
         super().__init__(new_backbone, input_shape, tasks, shared_experts, task_experts, levels=1)
 
 
+@register_architecture("mmoe")
 def build_mmoe(new_backbone: Callable[[], nn.Module], input_shape: tuple[int, ...], tasks: list[Task], experts: int = 4) -> nn.Module:
     """Multi-gate Mixture-of-Experts (Ma et al., 2018): see :class:`MMoE`."""
     return MMoE(new_backbone, tuple(input_shape), tasks, experts)
 
 
+@register_architecture("cgc")
 def build_cgc(
     new_backbone: Callable[[], nn.Module], input_shape: tuple[int, ...], tasks: list[Task], shared_experts: int = 2, task_experts: int = 1
 ) -> nn.Module:
@@ -415,6 +418,7 @@ def build_cgc(
     return CGC(new_backbone, tuple(input_shape), tasks, shared_experts, task_experts)
 
 
+@register_architecture("ple")
 def build_ple(
     new_backbone: Callable[[], nn.Module], input_shape: tuple[int, ...], tasks: list[Task], shared_experts: int = 2, task_experts: int = 1, levels: int = 2
 ) -> nn.Module:
@@ -422,6 +426,7 @@ def build_ple(
     return PLE(new_backbone, tuple(input_shape), tasks, shared_experts, task_experts, levels)
 
 
+@register_architecture("dselect-k")
 def build_dselect_k(
     new_backbone: Callable[[], nn.Module], input_shape: tuple[int, ...], tasks: list[Task], experts: int = 4, k: int = 2, gamma: float = 1.0
 ) -> nn.Module:

@@ -46,6 +46,13 @@ from polytask.registry import Registry
 PretrainedBuilder = Callable[[tuple, ModelConfig, bool], nn.Module]
 # name -> builder(input_shape, cfg, pretrained) for backbones that have pretrained weights.
 PRETRAINED: Registry[PretrainedBuilder] = Registry("pretrained backbone")
+
+
+def register_pretrained(name: str):
+    """Decorator registering a pretrained backbone under ``name``; a duplicate name raises."""
+    return PRETRAINED.register(name)
+
+
 PREFIXES = ("hf", "timm", "run", "module")
 SAVED_FORMAT = "polytask-backbone/1"
 
@@ -164,7 +171,7 @@ class _FeatureMap(nn.Module):
         return getattr(self.net, self.method)(x)
 
 
-@PRETRAINED.register("efficientnet-lite0")
+@register_pretrained("efficientnet-lite0")
 def _efficientnet_lite0(input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> nn.Module:
     _image_shape("efficientnet-lite0", input_shape)
     side = cfg.imagenet.resize or min(input_shape[1:])
@@ -301,7 +308,7 @@ def minilm_path() -> str:
     return str(pkg.get_model_path())
 
 
-@PRETRAINED.register("minilm")
+@register_pretrained("minilm")
 def _minilm(input_shape: tuple, cfg: ModelConfig, pretrained: bool) -> nn.Module:
     _text_shape("minilm", input_shape)
     return load_hf_encoder(minilm_path(), cfg, pretrained, "backbone 'minilm'", normalize=True)

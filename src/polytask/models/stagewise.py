@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.errors import ConfigError
+from polytask.models.architectures import register_architecture
 from polytask.models.backbones import CNN, MLP
 from polytask.tasks import Task
 
@@ -174,6 +175,7 @@ class CrossStitchModel(nn.Module):
         return [u.alpha for u in self.units]
 
 
+@register_architecture("cross-stitch")
 def build_cross_stitch(new_backbone: Callable[[], nn.Module], input_shape: tuple[int, ...], tasks: list[Task], init_self: float = 0.9) -> nn.Module:
     """Cross-stitch network over one ``new_backbone()`` per task (Misra et al., CVPR 2016).
 
@@ -275,6 +277,7 @@ class MTANModel(nn.Module):
         return list(self.stages.parameters())
 
 
+@register_architecture("mtan")
 def build_mtan(new_backbone: Callable[[], nn.Module], input_shape: tuple[int, ...], tasks: list[Task]) -> nn.Module:
     """MTAN-style task attention over one shared ``new_backbone()`` (Liu et al., CVPR 2019).
 

@@ -55,6 +55,11 @@ __all__ = ["BSS", "DELTA", "L2SP", "LwF", "Penalty", "REGULARIZERS", "create_reg
 REGULARIZERS: Registry[type[Penalty]] = Registry("fine-tuning regularizer")
 
 
+def register_regularizer(name: str):
+    """Decorator registering a fine-tuning regularizer under ``name``; a duplicate name raises."""
+    return REGULARIZERS.register(name)
+
+
 def create_regularizer(name: str, start: nn.Module | None = None, **hparams) -> Penalty:
     """Build the registered regularizer ``name`` as ``cls(start, **hparams)``.
 
@@ -228,7 +233,7 @@ def _check_reference(model: nn.Module, reference: dict[str, torch.Tensor], name:
         raise ConfigError(f"'{name}': backbone parameter shapes differ from the pretrained ones: {'; '.join(wrong)}")
 
 
-@REGULARIZERS.register("l2-sp")
+@register_regularizer("l2-sp")
 class L2SP(Penalty):
     """L2-SP (Li, Grandvalet & Davoine, "Explicit Inductive Bias for Transfer Learning with
     Convolutional Networks", ICML 2018), Eq. 3:
@@ -264,7 +269,7 @@ class L2SP(Penalty):
         return self.alpha * sp + self.beta * _half_sq_norm(_new_parameters(model, reference), x)
 
 
-@REGULARIZERS.register("delta")
+@register_regularizer("delta")
 class DELTA(Penalty):
     """DELTA (Li et al., "DELTA: Deep Learning Transfer using Feature Map with Attention for
     Convolutional Networks", ICLR 2019), Eqs. 3-5:
@@ -393,7 +398,7 @@ class DELTA(Penalty):
         return self.alpha * behaviour + self.beta * _half_sq_norm(_new_parameters(model, reference), x)
 
 
-@REGULARIZERS.register("bss")
+@register_regularizer("bss")
 class BSS(Penalty):
     """Batch Spectral Shrinkage (Chen et al., "Catastrophic Forgetting Meets Negative
     Transfer: Batch Spectral Shrinkage for Safe Transfer Learning", NeurIPS 2019), Eq. 5:
@@ -428,7 +433,7 @@ class BSS(Penalty):
         return self.eta * sigma[-self.k :].pow(2).sum()
 
 
-@REGULARIZERS.register("lwf")
+@register_regularizer("lwf")
 class LwF(Penalty):
     """Learning without Forgetting (Li & Hoiem, TPAMI 2017), Eqs. 2-3:
 

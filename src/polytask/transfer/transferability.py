@@ -48,6 +48,12 @@ from polytask.registry import Registry
 
 SCORES: Registry[Callable[..., float]] = Registry("transferability score")
 
+
+def register_score(name: str):
+    """Decorator registering a transferability score under ``name``; a duplicate name raises."""
+    return SCORES.register(name)
+
+
 # Floor for the denominators of the LogME updates: a target that F fits exactly (or
 # a zero target) would otherwise divide by zero.
 _TINY = 1e-12
@@ -187,7 +193,7 @@ def _evidence_one(z, perp, sigma, s, n, d, max_iter, tol) -> tuple[float, float,
     return evidence, alpha, beta
 
 
-@SCORES.register("logme")
+@register_score("logme")
 def logme(features, labels, regression: bool = False, max_iter: int = 100, tol: float = 1e-3) -> float:
     """LogME: mean per-sample log evidence of a linear model on frozen features.
 
@@ -215,7 +221,7 @@ def logme(features, labels, regression: bool = False, max_iter: int = 100, tol: 
 # ---------------------------------------------------------------------------- LEEP
 
 
-@SCORES.register("leep")
+@register_score("leep")
 def leep(source_probs, labels) -> float:
     """LEEP: log expected empirical prediction of the source classifier's outputs.
 
@@ -250,7 +256,7 @@ def leep(source_probs, labels) -> float:
 # ---------------------------------------------------------------------------- NCE
 
 
-@SCORES.register("nce")
+@register_score("nce")
 def nce(source_labels, target_labels) -> float:
     """Negative conditional entropy ``-H(Y | Z)`` of target labels given source labels.
 
@@ -276,7 +282,7 @@ def nce(source_labels, target_labels) -> float:
 # ---------------------------------------------------------------------------- H-score
 
 
-@SCORES.register("h-score")
+@register_score("h-score")
 def h_score(features, labels, shrinkage: bool | None = None) -> float:
     """H-score ``tr(cov(f)^+ cov(E[f | y]))``, plain or with a Ledoit-Wolf shrunk covariance.
 
