@@ -6,14 +6,8 @@ nothing finished and a rerun on the same folder resumes where it stopped.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import io
 import json
-import multiprocessing as mp
-import queue
-import signal
-import sys
 import time
 import traceback
 import warnings
@@ -33,7 +27,7 @@ from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
-from polytask.errors import ConfigError, PolytaskWarning, WorkerDiedError
+from polytask.errors import ConfigError, PolytaskWarning
 from polytask.io import write_atomic
 from polytask.models.backbones import from_user_module
 from polytask.models.build import create_backbone
@@ -52,6 +46,7 @@ from polytask.strategies import (
     uses_study_pretraining,
     uses_transfer_source,
 )
+from polytask.study.executor import run_local
 from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint, versions
 from polytask.study.plan import Job, RunSpec, plan_jobs
 from polytask.study.progress import StudyProgress
@@ -64,15 +59,8 @@ from polytask.weighting import uses_rep_grad
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
 
-# prctl option: the signal a process gets when its parent dies (linux/prctl.h).
-PR_SET_PDEATHSIG = 1
-# How often the driver checks that its worker processes are alive while it waits.
-POLL_SECONDS = 1.0
 
 
-# The study a worker process executes; set before the pool forks so children inherit it
-# without pickling (user backbones are often lambdas or local classes).
-_ACTIVE: Study | None = None
 
 
 class Study:
@@ -623,59 +611,22 @@ class Study:
         return self._load_pretraining(self._pretrained_path(out, spec.task, spec.seed, spec.fraction)) is not None
 
     def _run_parallel(self, out: Path, pending: list[Job], workers: int, store: ResultStore, bar: StudyProgress) -> None:
-        """Run jobs in forked worker processes, storing each row as it arrives.
+        """Run jobs in forked worker processes (:func:`polytask.study.executor.run_local`),
+        the pretrainings they need first, storing each row as it arrives."""
 
-        On Ctrl-C (or any error here) the workers are terminated at once: what has not
-        started is dropped, every row already returned is stored, and the caller reraises.
-        """
-        global _ACTIVE
-        _ACTIVE = self
-        # Pretrained layers first, one job per (target, seed, fraction), so no two runs train the same ones.
-        needs = self.pretrainings_needed(out, pending)
-        arrived: queue.Queue = queue.Queue()
-        pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
-        # A Pool quietly replaces a worker that dies (the OOM killer, a crash), and the job it
-        # held never reports back: watch the original workers instead of waiting forever.
-        started = list(pool._pool)
-        try:
-            for waiting in [pool.apply_async(_pretrain_job, (str(out), spec)) for spec in needs]:
-                while not waiting.ready():
-                    waiting.wait(POLL_SECONDS)
-                    _check_alive(started)
-            for job in pending:
-                pool.apply_async(_run_job, (str(out), job), callback=arrived.put, error_callback=arrived.put)
-            pool.close()
-            for _ in pending:
-                while True:
-                    try:
-                        rows = arrived.get(timeout=POLL_SECONDS)
-                        break
-                    except queue.Empty:
-                        _check_alive(started)
-                if isinstance(rows, BaseException):
-                    raise rows  # a ConfigError a run found: the study cannot go on
-                for row in rows:
-                    store.append(row)
-                    bar.finish_run(row)
-        except BaseException:
-            pool.terminate()
-            while not arrived.empty():
-                rows = arrived.get_nowait()
-                if not isinstance(rows, BaseException):
-                    for row in rows:
-                        store.append(row)
-            raise
-        finally:
-            pool.join()
+        def deliver(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                store.append(row)
+                bar.finish_run(row)
 
-
-def _check_alive(workers: list) -> None:
-    """Raise :class:`WorkerDiedError` when one of a pool's worker processes has ended."""
-    for p in workers:
-        if p.exitcode is not None:
-            how = f"killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else f"exit code {p.exitcode}"
-            hint = " (out of memory? try fewer --workers)" if p.exitcode == -signal.SIGKILL else ""
-            raise WorkerDiedError(f"a worker process ended while running the study ({how}{hint}); its run was lost")
+        run_local(
+            pretrain=lambda spec: self._pretrained(out, spec),
+            execute=lambda job: self.execute_job(out, job),
+            pretrainings=self.pretrainings_needed(out, pending),
+            jobs=pending,
+            workers=workers,
+            deliver=deliver,
+        )
 
 
 def validation_floors(split_keys: dict[str, str], tasks: dict[str, Task]) -> dict[str, int]:
@@ -717,32 +668,3 @@ def _same_inputs(a: TaskData, b: TaskData) -> bool:
     return same(a.x_train, b.x_train) and same(a.x_val, b.x_val) and same(a.x_test, b.x_test)
 
 
-def _init_worker() -> None:
-    # Several processes on few cores: one thread each avoids oversubscription.
-    torch.set_num_threads(1)
-    # Ctrl-C reaches every process of the terminal's group; the driver alone handles it
-    # (it terminates the workers), so a worker never dies halfway through a result.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the driver dies, even by SIGKILL (no-op elsewhere)."""
-    if sys.platform != "linux":
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return  # no libc to ask: workers then end with their pool, not with a killed driver
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _pretrain_job(out: str, spec: RunSpec) -> None:
-    try:
-        _ACTIVE._pretrained(Path(out), spec)
-    except Exception:
-        return  # the dependent runs retry it and record the failure themselves
-
-
-def _run_job(out: str, job: Job) -> list[dict[str, Any]]:
-    return _ACTIVE.execute_job(Path(out), job)
