@@ -38,7 +38,7 @@ LAYERS = [
     ("training", ["polytask.engine", "polytask.transfer"]),
     ("strategies", ["polytask.strategies"]),
     ("study", ["polytask.study"]),
-    ("insights", ["polytask.comparison", "polytask.analysis", "polytask.relate", "polytask.relate_figure"]),
+    ("insights", ["polytask.comparison", "polytask.cells", "polytask.recommend", "polytask.analysis", "polytask.relate", "polytask.relate_figure"]),
     ("report", ["polytask.report"]),
     # A study folder's answer (the analysis, then the report) and the study users run.
     ("api", ["polytask.finalize", "polytask.api", "polytask"]),

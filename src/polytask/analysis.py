@@ -1,6 +1,7 @@
 """From run rows to the study's answer: per-cell intervals, paired verdicts against a
 reference with a practical margin, negative transfer, the recommendation per task and
-fraction, the study-level answer (one shared model or a model per target), Δm and cost.
+fraction and the study-level answer (one shared model or a model per target; both in
+:mod:`polytask.recommend`), Δm and cost.
 
 Conventions:
 - Differences are signed so that positive means better than the reference, in the
@@ -29,88 +30,21 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from polytask.comparison import ALPHA, Comparison, RowPredictions, Scores, cell_interval, clip_interval, compare, holm, seeded, seeds_to_settle, verdict
+from polytask.cells import Cells, RowLookup, ordered, reference
+from polytask.comparison import ALPHA, Comparison, cell_interval, clip_interval, holm, seeded, seeds_to_settle, verdict
 from polytask.config import StudyConfig
 from polytask.metrics import get_metric
-from polytask.strategies import STRATEGIES
+from polytask.recommend import joint_comparisons, recommend, study_answer
 from polytask.tasks import higher_is_better
 
-DOMAIN_ADAPT = "domain-adapt"
-DA_REFERENCE = "domain-adapt:source-only"
-# The A/A control (strategy ``aa-control``): scratch again with its own initialization and
-# batch order. Its verdicts measure how often the machinery calls noise a difference.
-CONTROL = "aa-control"
-# A cheaper strategy must cost under this share of the best one's to be recommended instead
-# (wall times vary by several percent between runs, more on a shared machine).
-CHEAPER = 0.8
 TEST_NAME = (
     "paired over seeds and test rows: t interval of the mean difference with the seeds' spread and the test rows' "
     "sampling error (Welch-Satterthwaite df); equivalence by two one-sided tests (TOST) within the task's margin; alpha 0.05"
 )
-
-RowLookup = Callable[[dict[str, Any]], "RowPredictions | None"]
-
-
-def _ordered(values, order: list) -> list:
-    return sorted(set(values), key=lambda v: (order.index(v) if v in order else len(order), v))
-
-
-def _reference(strategy: str, strategies: list[str]) -> str:
-    """What a strategy's verdict compares it with: scratch, or for a domain adaptation method
-    the study's ``domain-adapt:source-only`` (the same source training without adaptation)."""
-    base, _, method = strategy.partition(":")
-    if base == DOMAIN_ADAPT and method != "source-only" and DA_REFERENCE in strategies:
-        return DA_REFERENCE
-    return "scratch"
-
-
-def _labels_withheld(config: StudyConfig, task: str) -> bool:
-    """Whether the target's labels are withheld (``unlabeled:``): only strategies that never
-    read them are what the user could run; the others are references."""
-    t = config.tasks.get(task)
-    return bool(t is not None and t.unlabeled not in (None, False))
-
-
-def _runnable(strategy: str, withheld: bool) -> bool:
-    """Whether a user could run ``strategy`` for a target (with its labels withheld: only a
-    strategy that never reads them; a strategy this process does not know is assumed to)."""
-    if strategy == CONTROL:
-        return False
-    spec = STRATEGIES.get(strategy.partition(":")[0])
-    return not (spec is None or spec.reads_target_labels) if withheld else True
-
-
-class _Cells:
-    """Rows grouped by cell, with their scores (and test-row predictions, loaded once)."""
-
-    def __init__(self, rows: list[dict[str, Any]], lookup: RowLookup | None, reps: int):
-        self.by_cell: dict[tuple, dict[int, dict]] = defaultdict(dict)
-        for r in rows:
-            self.by_cell[(r["task"], r["strategy"], r["fraction"])][r["seed"]] = r
-        self.lookup = lookup
-        self.reps = reps
-        self._scores: dict[tuple, Scores] = {}
-
-    def scores(self, key: tuple) -> Scores | None:
-        if key not in self.by_cell:
-            return None
-        if key not in self._scores:
-            runs = self.by_cell[key]
-            metric = get_metric(next(iter(runs.values()))["metric"])
-            kept = {s: self.lookup(r) for s, r in runs.items()} if self.lookup else {}
-            self._scores[key] = Scores(metric, {s: float(r["test"]) for s, r in runs.items()}, {s: v for s, v in kept.items() if v is not None})
-        return self._scores[key]
-
-    def compare(self, a: tuple, b: tuple, margin: float) -> Comparison | None:
-        sa, sb = self.scores(a), self.scores(b)
-        if sa is None or sb is None:
-            return None
-        return compare(sa, sb, margin, self.reps, seeded(*a, *b))
 
 
 def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup | None = None, tuning: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -135,10 +69,10 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
         for r in latest.values()
         if r["run_id"] not in kept
     ]
-    cells_by = _Cells(ok, lookup, config.analysis.bootstrap)
+    cells_by = Cells(ok, lookup, config.analysis.bootstrap)
     keys = list(cells_by.by_cell)
-    tasks = _ordered([k[0] for k in keys], config.targets)
-    strategies = _ordered([k[1] for k in keys], config.strategies)
+    tasks = ordered([k[0] for k in keys], config.targets)
+    strategies = ordered([k[1] for k in keys], config.strategies)
     fractions = sorted({k[2] for k in keys})
 
     cells, comparisons = [], []
@@ -159,7 +93,7 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
                 cells.append(cell)
     # The study answer's comparisons against a strategy other than the cell's reference are
     # claims too: they join the cells' family, so every verdict in the summary is corrected together.
-    joint = _joint_comparisons(config, cells, cells_by, tasks, fractions, strategies)
+    joint = joint_comparisons(config, cells, cells_by, tasks, fractions, strategies)
     extra = [g for _, _, group in joint for g in group if g["against"]["strategy"] != g["cell"]["reference"]]
     _verdicts(comparisons, config.analysis.correction, extra)
     for _, _, group in joint:
@@ -180,8 +114,8 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
         "strategies": strategies,
         "fractions": fractions,
         "cells": cells,
-        "recommendations": _recommend(config, cells, cells_by, tasks, fractions),
-        "study_answer": _study_answer(joint, cells, tasks, config.analysis.correction),
+        "recommendations": recommend(config, cells, cells_by, tasks, fractions),
+        "study_answer": study_answer(joint, cells, tasks, config.analysis.correction),
         "by_strategy": _by_strategy(cells, tasks, strategies),
         "delta_m": _delta_m(cells, tasks, strategies, fractions),
         "cost": _cost(ok, config, strategies, tuning or []),
@@ -195,7 +129,7 @@ def summarize(rows: list[dict[str, Any]], config: StudyConfig, lookup: RowLookup
     }
 
 
-def _margin(config: StudyConfig, cells_by: _Cells, task: str, fraction: float) -> float:
+def _margin(config: StudyConfig, cells_by: Cells, task: str, fraction: float) -> float:
     """The task's practical margin: the config's, else its metric's default (0.01, or 1%
     of scratch's mean for error metrics)."""
     given = config.tasks[task].margin if task in config.tasks else None
@@ -207,7 +141,7 @@ def _margin(config: StudyConfig, cells_by: _Cells, task: str, fraction: float) -
     return scores.metric.default_margin(float(np.mean(list(scores.by_seed.values()))))
 
 
-def _cell(cells_by: _Cells, key: tuple, strategies: list[str], margin: float) -> dict[str, Any]:
+def _cell(cells_by: Cells, key: tuple, strategies: list[str], margin: float) -> dict[str, Any]:
     task, strategy, fraction = key
     runs = cells_by.by_cell[key]
     scores = cells_by.scores(key)
@@ -225,7 +159,7 @@ def _cell(cells_by: _Cells, key: tuple, strategies: list[str], margin: float) ->
         "seeds": sorted(runs),
         "test_rows_resampled": interval.row_var is not None,
         "labels_used": float(np.mean(labels)) if labels else None,
-        "reference": _reference(strategy, strategies) if strategy != "scratch" else None,
+        "reference": reference(strategy, strategies) if strategy != "scratch" else None,
         "margin": margin,
         "delta_vs_reference": None,
         "delta_vs_scratch": None,
@@ -305,200 +239,6 @@ def _selection(runs) -> dict[str, Any] | None:
         return None
     validators = sorted({e.get("validator") for e in extras if e.get("validator")})
     return {"validator": ", ".join(validators), "oracle_gap": float(np.mean(gaps)), "oracle_gap_max": float(np.max(gaps)), "n": len(gaps)}
-
-
-def _cost_of(cell: dict[str, Any]) -> float:
-    """What one model of a cell costs to train: its training plus the pretraining it needs."""
-    return cell["train_seconds"] + cell["pretrain_seconds"]
-
-
-def _fmt_ci(ci: list[float] | None) -> str:
-    return f"[{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "[undefined]"
-
-
-def _settle_text(cell: dict[str, Any]) -> str:
-    """How many seeds would settle an inconclusive cell, as a clause."""
-    settle = cell.get("settle") or {}
-    if settle.get("seeds"):
-        return f"about {settle['seeds']} seeds would settle it ({settle['note']})"
-    return settle.get("note", "")
-
-
-def _recommend(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions) -> list[dict[str, Any]]:
-    """Per task and fraction: what to use, how sure that is, and why."""
-    out = []
-    for task in tasks:
-        withheld = _labels_withheld(config, task)
-        for fraction in fractions:
-            here = [c for c in cells if c["task"] == task and c["fraction"] == fraction]
-            runnable = [c for c in here if _runnable(c["strategy"], withheld)]
-            base = {"task": task, "fraction": fraction}
-            if not runnable:
-                why = "the target's labels are withheld and no strategy that works without them ran" if withheld else "no strategy ran"
-                out.append({**base, "best": None, "highest_mean": None, "confidence": "inconclusive", "reason": why})
-                continue
-            sign = 1.0 if higher_is_better(runnable[0]["metric"]) else -1.0
-            best = max(runnable, key=lambda c: sign * c["mean"])
-            unit = best["metric"]
-            note = " (the target's labels are withheld: only strategies that never read them are candidates)" if withheld else ""
-            # A clearly cheaper strategy that is non-inferior to the best (within the margin) wins.
-            cheaper = []
-            for c in runnable:
-                if c is best or _cost_of(c) >= CHEAPER * _cost_of(best):
-                    continue
-                cmp = cells_by.compare((task, c["strategy"], fraction), (task, best["strategy"], fraction), best["margin"])
-                if cmp is not None and cmp.p_noninferior is not None and cmp.p_noninferior < ALPHA:
-                    cheaper.append((c, cmp))
-            if cheaper:
-                pick, cmp = min(cheaper, key=lambda t: _cost_of(t[0]))
-                ci = cmp.ci(0.90)
-                reason = (
-                    f"{pick['strategy']} ({pick['mean']:.4g}) is not worse than the best mean, {best['strategy']} ({best['mean']:.4g}), "
-                    f"by more than the margin ±{best['margin']:.3g} (difference {cmp.diff.mean:+.3g} {unit}, 90% CI {_fmt_ci(list(ci) if ci else None)}), "
-                    f"and costs {1 - _cost_of(pick) / max(_cost_of(best), 1e-9):.0%} less to train "
-                    f"({_cost_of(pick):.3g} s against {_cost_of(best):.3g} s per model, pretraining included)"
-                )
-                out.append({**base, "best": pick["strategy"], "highest_mean": best["strategy"], "confidence": "clear", "reason": reason + note})
-                continue
-            confidence, reason = _standing(best, [c for c in runnable if c is not best], unit)
-            out.append({**base, "best": best["strategy"], "highest_mean": best["strategy"], "confidence": confidence, "reason": reason + note})
-    return out
-
-
-def _standing(best: dict[str, Any], others: list[dict[str, Any]], unit: str) -> tuple[str, str]:
-    """How sure the best mean is as an answer, and the sentence that says so."""
-    if best["verdict"] == "baseline":
-        reason = f"scratch has the highest mean ({best['mean']:.4g} {unit})"
-        # A verdict against another reference (domain adaptation against source-only) says
-        # nothing about scratch.
-        elsewhere = [c for c in others if c["reference"] != "scratch"]
-        undecided = [c["strategy"] for c in others if c["reference"] == "scratch" and c["verdict"] in ("inconclusive", "better")]
-        parts = [f"not settled against: {', '.join(undecided)} (inconclusive)"] if undecided else []
-        parts += [f"{c['strategy']} was compared with {c['reference']}, not with scratch" for c in elsewhere]
-        if not others:
-            return "clear", reason
-        if not parts:
-            return "clear", reason + "; every other strategy is worse or equivalent"
-        return "inconclusive", reason + "; " + "; ".join(parts)
-    if best["delta_vs_reference"] is None:
-        return (
-            "inconclusive",
-            f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}); the study has no {best['reference']} runs to compare it with",
-        )
-    vs = f"{best['delta_vs_reference']:+.4g} {unit} vs {best['reference']}, 95% CI {_fmt_ci(best.get('delta_ci95'))}"
-    if best["verdict"] == "better":
-        return "clear", f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}) and beats {best['reference']} ({vs})"
-    if best["verdict"] == "equivalent":
-        return (
-            "clear",
-            f"{best['strategy']} has the highest mean ({best['mean']:.4g} {unit}), equivalent to {best['reference']} within ±{best['margin']:.3g} ({vs})",
-        )
-    settle = _settle_text(best)
-    return "inconclusive", (
-        f"inconclusive: {best['strategy']} has the highest mean ({best['mean']:.4g} {unit}) but is neither shown better than "
-        f"{best['reference']} nor equivalent to it ({vs})" + (f"; {settle}" if settle else "")
-    )
-
-
-def _joint_comparisons(config: StudyConfig, cells, cells_by: _Cells, tasks, fractions, strategies) -> list[tuple[float, str, list[dict]]]:
-    """Per fraction and joint strategy (``mtl``, ``mtl:<method>``): each target's comparison
-    of the shared model with the best per-target strategy there (by mean) that the user can run."""
-    joint = [s for s in strategies if s.partition(":")[0] == "mtl"]
-    if len(tasks) < 2 or not joint:
-        return []
-    out = []
-    for fraction in fractions:
-        for strategy in joint:
-            group = []
-            for task in tasks:
-                here = {c["strategy"]: c for c in cells if c["task"] == task and c["fraction"] == fraction}
-                if strategy not in here:
-                    break
-                sign = 1.0 if higher_is_better(here[strategy]["metric"]) else -1.0
-                options = [c for s, c in here.items() if s.partition(":")[0] != "mtl" and _runnable(s, _labels_withheld(config, task))]
-                if not options:
-                    break
-                alt = max(options, key=lambda c: sign * c["mean"])
-                cmp = cells_by.compare((task, strategy, fraction), (task, alt["strategy"], fraction), here[strategy]["margin"])
-                if cmp is None:
-                    break
-                group.append({"task": task, "cell": here[strategy], "against": alt, "comparison": cmp})
-            if len(group) == len(tasks):
-                out.append((fraction, strategy, group))
-    return out
-
-
-def _study_answer(joint: list[tuple[float, str, list[dict]]], cells, tasks, correction: str) -> list[dict[str, Any]]:
-    """With several targets: one shared model for all of them against a model per target.
-
-    Each target's verdict is the summary's one verdict for that comparison (the cell's own when
-    the best per-target strategy is the cell's reference; else corrected with the cells, see
-    :func:`summarize`). "Equivalent on every task" and "non-inferior on every task" are
-    intersection-union tests (the largest of the tasks' p-values, no correction across tasks),
-    Holm-adjusted across the shared models and fractions.
-    """
-    raw_eq = [max(_none_as_one(g["comparison"].p_tost) for g in group) for _, _, group in joint]
-    raw_ni = [max(_none_as_one(g["comparison"].p_noninferior) for g in group) for _, _, group in joint]
-    p_eq, p_ni = (holm(raw_eq), holm(raw_ni)) if correction == "holm" else (raw_eq, raw_ni)
-    out = []
-    for (fraction, strategy, group), pe, pn in zip(joint, p_eq, p_ni):
-        per_task = [
-            {
-                "task": g["task"],
-                "against": g["against"]["strategy"],
-                "verdict": verdict(g["comparison"], g["p"], g["p_tost"]),
-                "delta": g["comparison"].diff.mean,
-                "ci90": list(g["comparison"].ci(0.90) or []) or None,
-                "p_value": g["p"],
-                "p_equivalence_raw": g["comparison"].p_tost,
-                "p_noninferior_raw": g["comparison"].p_noninferior,
-            }
-            for g in group
-        ]
-        alternatives = {g["task"]: g["against"] for g in group}
-        out.append(_shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks, pe, pn))
-    return out
-
-
-def _none_as_one(p: float | None) -> float:
-    return 1.0 if p is None else p
-
-
-def _shared_model_answer(fraction, strategy, per_task, alternatives, cells, tasks, p_equivalence: float, p_noninferior: float) -> dict[str, Any]:
-    shared = {c["task"]: c for c in cells if c["strategy"] == strategy and c["fraction"] == fraction}
-    shared_seconds = shared[tasks[0]]["train_seconds"]  # one model for every target
-    separate_seconds = sum(_cost_of(alternatives[t]) for t in tasks)
-    shared_params = shared[tasks[0]]["backbone_params"] + sum(shared[t]["head_params"] for t in tasks)
-    separate_params = sum(alternatives[t]["backbone_params"] + alternatives[t]["head_params"] for t in tasks)
-    verdicts = {p["task"]: p["verdict"] for p in per_task}
-    if p_equivalence < ALPHA:
-        answer, verdict_all = "equivalent within the margin on every task", "equivalent"
-    elif p_noninferior < ALPHA:
-        better = [p["task"] for p in per_task if p["verdict"] == "better"]
-        answer = "not worse than a model per target by more than the margin on any task" + (f", better on {', '.join(better)}" if better else "")
-        verdict_all = "non-inferior"
-    else:
-        worse = [t for t, v in verdicts.items() if v == "worse"]
-        unsure = [t for t, v in verdicts.items() if v == "inconclusive"]
-        parts = ([f"worse on {', '.join(worse)}"] if worse else []) + ([f"inconclusive on {', '.join(unsure)}"] if unsure else [])
-        answer, verdict_all = "; ".join(parts) or "mixed", "worse" if worse else "inconclusive"
-    ratio = separate_params / shared_params if shared_params else math.nan
-    cost = (
-        f"serving it takes {shared_params:,} parameters and one forward pass per input against {separate_params:,} and {len(tasks)} "
-        f"({ratio:.1f}x as many); training took {shared_seconds:.3g} s against {separate_seconds:.3g} s for the {len(tasks)} separate models"
-    )
-    return {
-        "fraction": fraction,
-        "strategy": strategy,
-        "verdict": verdict_all,
-        "answer": f"one {strategy} model for all {len(tasks)} targets: {answer}; {cost}",
-        "recommended": verdict_all in ("equivalent", "non-inferior"),
-        "p_equivalence": p_equivalence,
-        "p_noninferior": p_noninferior,
-        "per_task": per_task,
-        "train_seconds": {"shared": shared_seconds, "per_target": separate_seconds},
-        "serve_params": {"shared": int(shared_params), "per_target": int(separate_params)},
-    }
 
 
 def _by_strategy(cells, tasks, strategies) -> list[dict[str, Any]]:
