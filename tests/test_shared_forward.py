@@ -11,7 +11,7 @@ from torch import nn
 
 from polytask.config import TrainConfig
 from polytask.data import prepare_task
-from polytask.engine import _shared_losses, fit, input_groups
+from polytask.engine import _shared_losses, fit, same_input_groups
 from polytask.models.multitask import MultiTaskModel
 from polytask.tasks import infer_task
 
@@ -43,7 +43,7 @@ def _prepared(fractions=None, hide=False):
 
 def test_fully_labelled_tasks_on_one_input_take_one_batch_and_one_forward_per_step():
     data = _prepared()
-    assert input_groups(data) == [["target", "aux"]]
+    assert same_input_groups(data) == [["target", "aux"]]
     torch.manual_seed(0)
     backbone = Counting()
     model = MultiTaskModel(backbone, [d.task for d in data.values()])

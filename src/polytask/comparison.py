@@ -21,7 +21,9 @@ Verdicts, in this order (:func:`verdict`):
 
 - ``equivalent``: the 90% interval of the difference lies inside ``±margin``
   (two one-sided tests, TOST, at 5%);
-- ``better`` / ``worse``: the 95% interval excludes 0 (``worse``: negative transfer);
+- ``better`` / ``worse``: the difference's p-value is under 0.05 (``worse``: negative
+  transfer); uncorrected, that is the 95% interval excluding 0, and a caller correcting
+  for many comparisons passes the adjusted p-value;
 - ``inconclusive``: neither, or fewer than :data:`MIN_SEEDS` paired seeds, or no spread
   at all in the differences (no p-value is made up for those).
 """

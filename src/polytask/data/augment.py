@@ -124,7 +124,7 @@ AUGMENTERS: Registry[type] = Registry("augmentation kind")
 
 
 def register_augmentation(name: str):
-    """Decorator registering a augmentation kind under ``name``; a duplicate name raises."""
+    """Decorator registering an augmentation kind under ``name``; a duplicate name raises."""
     return AUGMENTERS.register(name)
 
 

@@ -349,7 +349,6 @@ def _is_number(text: str) -> bool:
 
 def save_backbone(path: Path, backbone: nn.Module, name: str, cfg: ModelConfig, input_shape: tuple) -> None:
     """Write a backbone with what rebuilding it needs; readable with ``weights_only=True``."""
-
     payload = {
         "format": SAVED_FORMAT,
         "backbone": name,

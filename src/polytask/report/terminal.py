@@ -54,11 +54,16 @@ def verdict_table(summary: dict[str, Any]) -> Table:
 WIDTH = 150
 
 
-def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    """Print the verdict table, the recommendations and the study-level answer."""
+def _console(console: Console | None) -> Console:
     console = console or Console()
     if not console.is_terminal and console.width < WIDTH:
         console.width = WIDTH
+    return console
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    """Print the verdict table, the recommendations and the study-level answer."""
+    console = _console(console)
     console.print(verdict_table(summary))
     for r in summary["recommendations"]:
         sure = "" if r.get("confidence") == "clear" else " [dim](inconclusive)[/]"
@@ -86,9 +91,7 @@ def _span(bounds: list[float]) -> str:
 
 def print_plan(plan: dict[str, Any], console: Console | None = None) -> None:
     """Print what ``compare --dry-run`` found: the pending runs and the time they would take."""
-    console = console or Console()
-    if not console.is_terminal and console.width < WIDTH:
-        console.width = WIDTH
+    console = _console(console)
     low, high = plan["epochs"]
     t = Table(title=f"study {plan['study']}: {plan['planned'] - plan['done']} of {plan['planned']} runs to do in {plan['out']} ({plan['done']} finished, kept)")
     for col in ("strategy", "fraction", "models", "runs", "s per epoch", f"time ({low} to {high} epochs each)"):

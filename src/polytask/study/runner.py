@@ -60,9 +60,6 @@ from polytask.weighting import uses_rep_grad
 UserBackbone = nn.Module | Callable[[], nn.Module]
 
 
-
-
-
 class Study:
     """A comparison of strategies on a set of tasks.
 

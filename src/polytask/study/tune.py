@@ -70,18 +70,21 @@ def apply(config: StudyConfig, strategy: str, params: dict[str, Any], n_tasks: i
             methods.setdefault(method, {})[hp] = value
     weights = [params[f"task_weights.{i}"] for i in range(n_tasks)] if "task_weights.0" in params else None
     if base in ("mtl", "mtl-per-target") and (methods or weights):
-        raw = config.mtl.model_dump()
-        for method, hps in methods.items():
-            raw[method] = {**raw.get(method, {}), **hps}
+        raw = _merged(config.mtl, methods)
         if weights is not None:
             raw["weighting"], raw["static"] = "static", {"weights": weights}
         update["mtl"] = MTLConfig.model_validate(raw)
     if base == "domain-adapt" and methods:
-        raw = config.domain_adapt.model_dump()
-        for method, hps in methods.items():
-            raw[method] = {**raw.get(method, {}), **hps}
-        update["domain_adapt"] = DomainAdaptConfig.model_validate(raw)
+        update["domain_adapt"] = DomainAdaptConfig.model_validate(_merged(config.domain_adapt, methods))
     return config.model_copy(update=update)
+
+
+def _merged(section, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A config section as plain data, each method's hyperparameters updated by ``methods``."""
+    raw = section.model_dump()
+    for method, hps in methods.items():
+        raw[method] = {**raw.get(method, {}), **hps}
+    return raw
 
 
 def tuning_path(out: Path, strategy: str, fraction: float) -> Path:
