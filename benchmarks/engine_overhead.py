@@ -1,6 +1,6 @@
-"""Engine overhead: how much throughput :func:`polytask.engine.fit` loses to a bare loop.
+"""Engine overhead: how much throughput :func:`polytask.training.engine.fit` loses to a bare loop.
 
-Both sides train the same :class:`~polytask.models.multitask.MultiTaskModel` (polytask's MLP
+Both sides train the same :class:`~polytask.methods.architectures.multitask.MultiTaskModel` (polytask's MLP
 backbone and one linear head) on the same synthetic tensors, with the same batch size,
 AdamW settings, number of epochs and steps, and the same per-epoch validation pass with a
 copy of the best state and its restore at the end. The hand loop is what a person would
@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 
 from polytask.config import TrainConfig
+from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask, Split
-from polytask.engine import EVAL_BATCH, fit
-from polytask.models.backbones import MLP
-from polytask.models.multitask import MultiTaskModel
-from polytask.tasks import Task
+from polytask.methods.architectures.multitask import MultiTaskModel
+from polytask.methods.backbones.base import MLP
+from polytask.training.engine import EVAL_BATCH, fit
 
 TASK = "bench"
 

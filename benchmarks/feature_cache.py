@@ -36,11 +36,11 @@ import torch
 from torch import nn
 
 from polytask.config import ModelConfig, TrainConfig
+from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask, Split
-from polytask.engine import EVAL_BATCH, evaluate, fit, seed_everything
-from polytask.models.build import create_backbone
-from polytask.models.multitask import FeatureBackbone, MultiTaskModel
-from polytask.tasks import Task
+from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel
+from polytask.methods.backbones.build import create_backbone
+from polytask.training.engine import EVAL_BATCH, evaluate, fit, seed_everything
 
 TASK = "digits"
 MODEL = "efficientnet-lite0"

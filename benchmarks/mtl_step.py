@@ -13,7 +13,7 @@ pass per step over one batch. Measured in the same run, per task count T:
   vectorized backward (``is_grads_batched``);
 - MGDA on the shared parameters against MGDA-UB on the shared representation.
 
-Every step is the engine's own (:func:`polytask.engine.fit` for the whole-step ratios;
+Every step is the engine's own (:func:`polytask.training.engine.fit` for the whole-step ratios;
 its helpers for the gradient paths), on the same model and batches.
 
 Usage::
@@ -31,12 +31,13 @@ import time
 import torch
 
 from polytask.config import ModelConfig, TrainConfig
+from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask, Split
-from polytask.engine import _backward, _rep_grad_step, _shared_params, fit
-from polytask.models import MultiTaskModel, create_backbone
-from polytask.taskgrads import assign_gradient, task_gradients
-from polytask.tasks import Task
-from polytask.weighting import create, weighting_names
+from polytask.methods.architectures import MultiTaskModel
+from polytask.methods.backbones import create_backbone
+from polytask.methods.weighting import create, weighting_names
+from polytask.training.engine import _backward, _rep_grad_step, _shared_params, fit
+from polytask.training.taskgrads import assign_gradient, task_gradients
 
 
 def _setup(n_tasks: int, batch: int, features: int | tuple[int, ...], hidden: list[int], steps: int):

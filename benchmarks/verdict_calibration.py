@@ -7,7 +7,7 @@ study of ``--seeds-total`` seeds with scratch, feature extraction, fine-tuning, 
 A/A control, tested on a target test set of ``STUDY_ROWS + TRUTH_ROWS`` rows. From it:
 
 - **verdicts**: studies at the default number of seeds (5), on the first ``STUDY_ROWS``
-  test rows, analysed by :func:`polytask.analysis.summarize` exactly as a study is
+  test rows, analysed by :func:`polytask.insights.analysis.summarize` exactly as a study is
   (margins, test-row resampling, Holm correction over the study's cells);
 - **the truth** of every cell: its mean difference to scratch over ``TRUTH_SEEDS`` other
   seeds, on ``TRUTH_ROWS`` other test rows, with a 95% interval;
@@ -43,10 +43,10 @@ from pathlib import Path
 from scipy import stats
 
 from polytask import Study
-from polytask.analysis import summarize
-from polytask.comparison import Scores, compare
+from polytask.core.metrics import get_metric
 from polytask.data import TaskData, make_task_family
-from polytask.metrics import get_metric
+from polytask.insights.analysis import summarize
+from polytask.insights.comparison import Scores, compare
 from polytask.study.store import ResultStore, load_predictions
 
 STUDY_SEEDS = 5  # the default number of seeds

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polytask.errors import ConfigError
-from polytask.transfer.adapt import (
+from polytask.core.errors import ConfigError
+from polytask.methods.adaptation import (
     ADAPTERS,
     CDAN,
     MCD,

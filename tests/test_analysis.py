@@ -9,9 +9,9 @@ import pytest
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
 
-from polytask.analysis import delta_m, summarize
-from polytask.comparison import Scores, _combine, cell_interval, compare, holm, seeds_to_settle, verdict
-from polytask.metrics import get_metric
+from polytask.core.metrics import get_metric
+from polytask.insights.analysis import delta_m, summarize
+from polytask.insights.comparison import Scores, _combine, cell_interval, compare, holm, seeds_to_settle, verdict
 from polytask.study.resolve import validate
 
 ACC = get_metric("accuracy")
@@ -120,7 +120,7 @@ def test_test_row_variance_of_a_metric_without_per_row_terms_is_bootstrapped():
 
 
 def test_a_cells_interval_stays_inside_the_metrics_range():
-    from polytask.comparison import clip_interval
+    from polytask.insights.comparison import clip_interval
 
     interval = cell_interval(_scores([0.999, 0.97, 1.0]))
     lo, hi = interval.bounds(0.95)

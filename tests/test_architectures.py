@@ -8,8 +8,8 @@ import pytest
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.errors import ConfigError
-from polytask.models.architectures import ARCHITECTURES
+from polytask.core.errors import ConfigError
+from polytask.methods.architectures.base import ARCHITECTURES
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 

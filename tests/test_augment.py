@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from polytask.core.errors import ConfigError
 from polytask.data.augment import (
     AUGMENTERS,
     Augmented,
@@ -17,7 +18,6 @@ from polytask.data.augment import (
     rotate_images,
     shift_images,
 )
-from polytask.errors import ConfigError
 
 PAD, MASK, CLS, SEP = 0, 1, 2, 3
 

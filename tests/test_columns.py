@@ -8,7 +8,7 @@ import pytest
 
 from polytask import Study
 from polytask.config import load_config, tasks_from_columns
-from polytask.errors import ConfigError
+from polytask.core.errors import ConfigError
 from polytask.study.resolve import validate
 
 

@@ -8,12 +8,12 @@ import pytest
 
 from polytask import Study
 from polytask.config import load_config
+from polytask.core.errors import ConfigError
 from polytask.data.builtin import register_builtin
-from polytask.errors import ConfigError
-from polytask.models import backbone_names, register_backbone
+from polytask.methods.backbones import backbone_names, register_backbone
+from polytask.methods.weighting import WEIGHTINGS
 from polytask.strategies import register_strategy
 from polytask.study.resolve import validate
-from polytask.weighting import WEIGHTINGS
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].joinpath("examples").rglob("*.yaml"))
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from polytask.config import DataConfig
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import infer_task
 from polytask.data import TaskData, load_builtin, make_task_family, prepare_task
 from polytask.data.builtin import compose_pairs, get_builtin
 from polytask.data.loaders import load_data
 from polytask.data.splits import holdout, rng_for, subsample
-from polytask.errors import ConfigError
-from polytask.tasks import infer_task
 
 
 def test_holdout_is_stratified_and_disjoint():

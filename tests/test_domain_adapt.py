@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from polytask import Study
-from polytask.analysis import summarize
+from polytask.core.errors import ConfigError
 from polytask.data import TaskData
-from polytask.errors import ConfigError
+from polytask.insights.analysis import summarize
+from polytask.methods.adaptation import coral_distance, create_adapter, gaussian_mk_mmd
 from polytask.strategies import get_strategy
 from polytask.strategies.domain_adapt import DomainAdaptPenalty, method_names
 from polytask.study.plan import RunSpec
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
-from polytask.transfer.adapt import coral_distance, create_adapter, gaussian_mk_mmd
 
 TRAIN = {"max_epochs": 2, "batch_size": 32, "lr": 0.005, "patience": 5, "min_steps_per_epoch": 3}
 EXTRA = {"method", "validator", "chosen_epoch", "target_val_at_chosen", "target_val_oracle", "oracle_epoch", "oracle_gap", "validator_scores"}

@@ -11,11 +11,12 @@ import torch
 from conftest import regression_data
 
 from polytask.config import ModelConfig, TrainConfig
+from polytask.core.errors import DivergedError, UndefinedMetricError
+from polytask.core.tasks import infer_task
 from polytask.data import TaskData, make_task_family, prepare_task
-from polytask.engine import evaluate, fit
-from polytask.errors import DivergedError, UndefinedMetricError
-from polytask.models import MultiTaskModel, create_backbone
-from polytask.tasks import infer_task
+from polytask.methods.architectures import MultiTaskModel
+from polytask.methods.backbones import create_backbone
+from polytask.training.engine import evaluate, fit
 
 
 def _prepared(data: TaskData, name="t"):

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from polytask.config import ModelConfig
-from polytask.errors import ConfigError
-from polytask.models import create_backbone, from_user_module
-from polytask.models.experts import build_cgc, build_dselect_k, build_mmoe, build_ple, smooth_step
-from polytask.tasks import Task
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import Task
+from polytask.methods.architectures.experts import build_cgc, build_dselect_k, build_mmoe, build_ple, smooth_step
+from polytask.methods.backbones import create_backbone, from_user_module
 
 TASKS = [Task("a", "classification", 3), Task("b", "regression", 1), Task("c", "binary", 1)]
 BUILDERS = {

@@ -8,15 +8,16 @@ from conftest import FAST_TRAIN, tiny_config
 
 from polytask import Study
 from polytask.config import FineTuneConfig, ModelConfig, TrainConfig
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import infer_task
 from polytask.data import TaskData, prepare_task
-from polytask.errors import ConfigError
-from polytask.models import MultiTaskModel, create_backbone
+from polytask.methods.architectures import MultiTaskModel
+from polytask.methods.backbones import create_backbone
 from polytask.strategies import get_strategy
 from polytask.study.plan import RunSpec
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
-from polytask.tasks import infer_task
-from polytask.transfer.finetune import _param_groups, fine_tune_model
+from polytask.training.finetune import _param_groups, fine_tune_model
 
 
 def _model(task=None, hidden=(8, 6)):

@@ -11,10 +11,10 @@ from conftest import FAST_TRAIN
 
 from polytask import Study
 from polytask.data import make_task_family
-from polytask.engine import _criterion
 from polytask.strategies import STRATEGIES
 from polytask.study.plan import plan_jobs
 from polytask.study.store import ResultStore
+from polytask.training.engine import _criterion
 
 
 def _two_targets():

@@ -8,7 +8,7 @@ from torch import nn
 
 pytest.importorskip("peft")
 
-from polytask.transfer.lora import apply_lora, lora_targets, merge_lora  # noqa: E402
+from polytask.methods.finetuning.lora import apply_lora, lora_targets, merge_lora  # noqa: E402
 
 
 def mlp() -> nn.Sequential:

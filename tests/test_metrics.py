@@ -11,10 +11,10 @@ import torch
 from sklearn import metrics as skm
 
 from polytask import Study
+from polytask.core.errors import PolytaskWarning
+from polytask.core.metrics import METRICS, get_metric, higher_is_better, metric_names
+from polytask.core.tasks import infer_task
 from polytask.data import TaskData
-from polytask.errors import PolytaskWarning
-from polytask.metrics import METRICS, get_metric, higher_is_better, metric_names
-from polytask.tasks import infer_task
 
 
 def _case(kind: str, rng: np.random.Generator, n: int = 60):

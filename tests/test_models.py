@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from polytask.config import ModelConfig
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import Task
 from polytask.data.arrays import TEXT_SHAPE
-from polytask.errors import ConfigError
-from polytask.models import MultiTaskModel, backbone_names, count_params, create_backbone
-from polytask.tasks import Task
+from polytask.methods.architectures import MultiTaskModel, count_params
+from polytask.methods.backbones import backbone_names, create_backbone
 
 SHAPES = {
     "mlp": [(5,), (1, 8, 8)],

@@ -11,8 +11,8 @@ import torch
 from conftest import tiny_config
 
 from polytask import Study, TaskData
-from polytask.errors import PolytaskWarning
-from polytask.tasks import infer_task, labelled
+from polytask.core.errors import PolytaskWarning
+from polytask.core.tasks import infer_task, labelled
 
 
 def test_labelled_mask_by_kind():

@@ -8,8 +8,8 @@ from test_domain_adapt import da_config, shifted_pair
 
 from polytask import ConfigError, Study
 from polytask.data import TaskData
-from polytask.models.build import create_backbone
-from polytask.models.pretrained import save_backbone
+from polytask.methods.backbones.build import create_backbone
+from polytask.methods.backbones.pretrained import save_backbone
 
 
 def _fails_before_writing(study: Study, out, match: str) -> None:

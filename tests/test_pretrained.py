@@ -16,12 +16,12 @@ from torch import nn
 
 from polytask import Study, engine
 from polytask.config import ModelConfig
+from polytask.core.errors import ConfigError
 from polytask.data import TaskData
 from polytask.data.arrays import TEXT_SHAPE
-from polytask.errors import ConfigError
-from polytask.models.build import create_backbone
-from polytask.models.multitask import count_params
-from polytask.models.pretrained import minilm_path
+from polytask.methods.architectures.multitask import count_params
+from polytask.methods.backbones.build import create_backbone
+from polytask.methods.backbones.pretrained import minilm_path
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 
@@ -243,7 +243,7 @@ def _record_start_of_fit(monkeypatch) -> list[dict[str, torch.Tensor]]:
         return real_fit(model, *args, **kwargs)
 
     # Strategies and their helpers import the engine's fit by name; replace it where they use it.
-    for mod in [m for name, m in sys.modules.items() if name.startswith("polytask.") and name != "polytask.engine"]:
+    for mod in [m for name, m in sys.modules.items() if name.startswith("polytask.") and name != "polytask.training.engine"]:
         if getattr(mod, "fit", None) is real_fit:
             monkeypatch.setattr(mod, "fit", spy)
     return starts
@@ -425,7 +425,7 @@ def test_unknown_fine_tune_source_lists_the_choices():
 def test_hf_hub_name_without_network_fails_at_once_without_offline_mode(monkeypatch):
     # No HF_HUB_OFFLINE: the name is not a folder, not cached, and the hub's host does not
     # answer, so polytask refuses before huggingface_hub starts its retries.
-    from polytask.models import pretrained
+    from polytask.methods.backbones import pretrained
 
     calls = []
     monkeypatch.setattr(pretrained, "_hub_reachable", lambda timeout=3.0: calls.append(timeout) or False)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from polytask.models.backbones import CNN, MLP
-from polytask.models.multitask import MultiTaskModel
-from polytask.models.stagewise import stages_of
-from polytask.tasks import Task
-from polytask.transfer.recipes import GradualUnfreeze, freeze_batchnorm, layerwise_lr_groups, lp_ft_phases, select_trainable, trainable_names
+from polytask.core.tasks import Task
+from polytask.methods.architectures.multitask import MultiTaskModel
+from polytask.methods.architectures.stagewise import stages_of
+from polytask.methods.backbones.base import CNN, MLP
+from polytask.methods.finetuning.recipes import GradualUnfreeze, freeze_batchnorm, layerwise_lr_groups, lp_ft_phases, select_trainable, trainable_names
 
 REG = Task("t", "regression", 1)
 

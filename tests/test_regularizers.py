@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from polytask.models.backbones import MLP
-from polytask.models.multitask import MultiTaskModel
-from polytask.tasks import Task
-from polytask.transfer.regularizers import BSS, DELTA, L2SP, REGULARIZERS, LwF, create_regularizer, regularizer_names
+from polytask.core.tasks import Task
+from polytask.methods.architectures.multitask import MultiTaskModel
+from polytask.methods.backbones.base import MLP
+from polytask.methods.finetuning.regularizers import BSS, DELTA, L2SP, REGULARIZERS, LwF, create_regularizer, regularizer_names
 
 
 def linear_backbone(weight: list[list[float]]) -> nn.Sequential:

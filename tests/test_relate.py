@@ -16,10 +16,10 @@ from polytask import Study
 from polytask.cli import app
 from polytask.config import ModelConfig
 from polytask.data import TaskData
-from polytask.models.build import create_backbone
-from polytask.models.pretrained import save_backbone
-from polytask.relate import SCORE_INPUTS, agreement, load_relate, pretrained_candidates, rank_sources, relate_summary
-from polytask.transfer.transferability import score_names
+from polytask.insights.relate import SCORE_INPUTS, agreement, load_relate, pretrained_candidates, rank_sources, relate_summary
+from polytask.methods.backbones.build import create_backbone
+from polytask.methods.backbones.pretrained import save_backbone
+from polytask.methods.transferability import score_names
 
 runner = CliRunner()
 FAST = {"max_epochs": 4, "batch_size": 32, "lr": 0.005, "patience": 2, "min_steps_per_epoch": 2}
@@ -127,7 +127,7 @@ def test_pretrained_candidates_have_no_leep_or_nce(tmp_path):
 
 
 def test_unknown_option_values_raise_config_error(tmp_path):
-    from polytask.errors import ConfigError
+    from polytask.core.errors import ConfigError
 
     fam = twin_family(n_source=100)
     study = Study(config(fam), data=fam)

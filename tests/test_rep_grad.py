@@ -8,16 +8,17 @@ from conftest import tiny_config
 
 from polytask import Study
 from polytask.config import ModelConfig
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import infer_task
 from polytask.data import prepare_task
-from polytask.engine import _rep_grad_step, fit
-from polytask.errors import ConfigError
-from polytask.models import MultiTaskModel, create_backbone
+from polytask.methods.architectures import MultiTaskModel
+from polytask.methods.backbones import create_backbone
+from polytask.methods.weighting import create
+from polytask.methods.weighting.mgda import min_norm_simplex
 from polytask.study.resolve import validate
 from polytask.study.runner import input_groups
 from polytask.study.store import ResultStore
-from polytask.tasks import infer_task
-from polytask.weighting import create
-from polytask.weighting.mgda import min_norm_simplex
+from polytask.training.engine import _rep_grad_step, fit
 
 
 def _model_and_data(family, key="inputs:target"):

@@ -8,14 +8,15 @@ from conftest import tiny_config
 
 from polytask import Study
 from polytask.config import ModelConfig, TrainConfig
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import infer_task
 from polytask.data import make_task_family, prepare_task
-from polytask.engine import fit
-from polytask.errors import ConfigError
-from polytask.models import MultiTaskModel, create_backbone
-from polytask.sampling import batch_plan, task_probabilities
+from polytask.methods.architectures import MultiTaskModel
+from polytask.methods.backbones import create_backbone
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
-from polytask.tasks import infer_task
+from polytask.training.engine import fit
+from polytask.training.sampling import batch_plan, task_probabilities
 
 SIZES = {"small": 100, "large": 900}
 
@@ -101,7 +102,7 @@ def test_sampling_scales_each_task_loss():
     # Same rows again (same seed, same plan), losses summed without the scales.
     rows, scale = batch_plan({n: len(d.train) for n, d in data.items()}, probs, 16)
     gen = torch.Generator().manual_seed(0)
-    from polytask.engine import _batches
+    from polytask.training.engine import _batches
 
     torch.manual_seed(0)
     streams = {n: _batches(len(data[n].train), rows[n], gen) for n in data}

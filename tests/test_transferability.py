@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.errors import ConfigError
-from polytask.transfer.transferability import SCORES, h_score, kendall_tau, leep, logme, logme_evidence, nce, score_names
+from polytask.core.errors import ConfigError
+from polytask.methods.transferability import SCORES, h_score, kendall_tau, leep, logme, logme_evidence, nce, score_names
 
 
 def closed_form_evidence(f: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> float:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.errors import ConfigError
-from polytask.transfer.validators import (
+from polytask.core.errors import ConfigError
+from polytask.methods.adaptation.validators import (
     dev_importance_weights,
     dev_risk,
     information_maximization,

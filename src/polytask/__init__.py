@@ -14,8 +14,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from polytask import _moved
 from polytask._version import __version__
-from polytask.errors import ConfigError
+from polytask.core.errors import ConfigError
+
+_moved.install()
 
 if TYPE_CHECKING:
     from polytask.api import Study
@@ -26,10 +29,14 @@ if TYPE_CHECKING:
 # name -> the module that defines it
 _LAZY = {"Study": "polytask.api", "StudyConfig": "polytask.config", "TaskData": "polytask.data", "load_config": "polytask.study.resolve"}
 
-__all__ = ["ConfigError", "Study", "StudyConfig", "TaskData", "__version__", "load_config"]
+__all__ = ["ConfigError", "Study", "StudyConfig", "TaskData", "__version__", "load_config", "weighting"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "weighting":  # the package of weighting methods, as `from polytask import weighting`
+        value = importlib.import_module("polytask.methods.weighting")
+        globals()[name] = value
+        return value
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -22,6 +22,6 @@ class Study(runner.Study):
             progress: show progress bars on stderr.
 
         Returns:
-            The summary (see :func:`polytask.analysis.summarize`).
+            The summary (see :func:`polytask.insights.analysis.summarize`).
         """
         return finalize(self.run_grid(out, workers, progress))

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from polytask.errors import ConfigError, PolytaskWarning, WorkerDiedError
+from polytask.core.errors import ConfigError, PolytaskWarning, WorkerDiedError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare training from scratch, transfer learning and multi-task learning on your tasks.")
 err = Console(stderr=True)
@@ -78,7 +78,7 @@ def compare(
             print_plan(plan(study, out, workers=workers))
             return
         if relate_first:
-            from polytask.relate import rank_sources, relate_table
+            from polytask.insights.relate import rank_sources, relate_table
 
             Console().print(relate_table(rank_sources(study, out)))
         summary = study.run(out=out, workers=workers, progress=True)
@@ -105,7 +105,7 @@ def relate(
 ) -> None:
     """Rank candidate sources (pretrained backbones, the other tasks) for each target before training."""
     from polytask.api import Study
-    from polytask.relate import rank_sources, relate_table
+    from polytask.insights.relate import rank_sources, relate_table
     from polytask.study.resolve import load_config
 
     try:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from polytask.errors import ConfigError
-from polytask.metrics import METRICS
+from polytask.core.errors import ConfigError
+from polytask.core.metrics import METRICS
 
 TaskKind = Literal["classification", "binary", "regression"]
 
@@ -89,7 +89,7 @@ class TaskConfig(_Frozen):
     joint training. ``kind`` is inferred from the labels when omitted.
 
     Attributes:
-        metric: the task's metric (:mod:`polytask.metrics`): ``accuracy``,
+        metric: the task's metric (:mod:`polytask.core.metrics`): ``accuracy``,
             ``balanced_accuracy``, ``f1_macro``, ``roc_auc``, ``average_precision``,
             ``log_loss`` for classes; ``rmse``, ``mae``, ``r2`` for regression. It selects
             the epoch, and every delta, interval and verdict is in its units and direction.
@@ -163,7 +163,7 @@ class ModelConfig(BaseModel):
     Attributes:
         backbone: registered backbone name (``mlp``, ``cnn``, ``gru`` for text;
             ``efficientnet-lite0``, ``minilm`` with pretrained weights) or ``hf:<name>``,
-            ``timm:<name>``, ``run:<path>`` (:mod:`polytask.models.pretrained`). A
+            ``timm:<name>``, ``run:<path>`` (:mod:`polytask.methods.backbones.pretrained`). A
             pretrained one is what ``feature-extraction`` and ``fine-tune`` start from;
             ``scratch`` trains the same architecture from a random initialization.
         image_size: resize every image task to this square size, so datasets of
@@ -237,7 +237,7 @@ class FineTuneConfig(BaseModel):
             epochs, then fine-tune everything from that head (Kumar et al. 2022).
         freeze_bn: keep BatchNorm statistics (and affine parameters) of the backbone fixed.
         regularizer: ``l2-sp``, ``delta``, ``bss`` or ``lwf``
-            (:mod:`polytask.transfer.regularizers`); hyperparameters in a section named
+            (:mod:`polytask.methods.finetuning.regularizers`); hyperparameters in a section named
             after it, e.g. ``l2-sp: {alpha: 0.1}``.
         lora: LoRA on the backbone (``{r: 8, alpha: 16, target_modules: [...]}``; needs
             ``peft``); only the adapters and the head train; merged into the weights
@@ -278,7 +278,7 @@ class DomainAdaptConfig(BaseModel):
 
     Attributes:
         validator: how a checkpoint is chosen without target labels
-            (:mod:`polytask.transfer.validators`: ``source-val``, ``dev``, ``snd``,
+            (:mod:`polytask.methods.adaptation.validators`: ``source-val``, ``dev``, ``snd``,
             ``entropy``, ``im``).
         <method>: hyperparameters of one method, e.g. ``dann: {trade_off: 1.0}``.
     """
@@ -301,7 +301,7 @@ class DomainAdaptConfig(BaseModel):
 class MTLConfig(BaseModel):
     """How the ``mtl`` strategy balances its tasks.
 
-    ``weighting`` names a method of :mod:`polytask.weighting`; its hyperparameters go in
+    ``weighting`` names a method of :mod:`polytask.methods.weighting`; its hyperparameters go in
     a section named after it, e.g. ``mtl: {weighting: cagrad, cagrad: {c: 0.5}}``. The
     strategy ``mtl:<method>`` runs another method with its section's hyperparameters, so
     one study can compare several side by side.

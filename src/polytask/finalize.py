@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
-from polytask.analysis import summarize
 from polytask.config import validate
-from polytask.errors import ConfigError
-from polytask.io import write_atomic
-from polytask.relate import load_relate, relate_summary
+from polytask.core.errors import ConfigError
+from polytask.core.io import write_atomic
+from polytask.insights.analysis import summarize
+from polytask.insights.relate import load_relate, relate_summary
 from polytask.report.html import render_report
 from polytask.study.store import ResultStore, load_predictions, study_record
 from polytask.study.tune import load_tunings
@@ -24,7 +24,7 @@ def finalize(out: str | Path) -> dict[str, Any]:
 
     With a ``relate.json`` in the folder (``polytask relate``), the summary gains
     ``relate``: how well that ranking before training agreed with the measured results
-    (:func:`polytask.relate.relate_summary`), and the report its heatmap and table.
+    (:func:`polytask.insights.relate.relate_summary`), and the report its heatmap and table.
     """
     out = Path(out)
     cfg_path = out / "config.yaml"

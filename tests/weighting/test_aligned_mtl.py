@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polytask.weighting import create
-from polytask.weighting.aligned_mtl import alignment_matrix
+from polytask.methods.weighting import create
+from polytask.methods.weighting.aligned_mtl import alignment_matrix
 
 
 def _grads(t, d, seed):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.weighting import create
-from polytask.weighting.cagrad import cagrad_dual, cagrad_dual_two_tasks
+from polytask.methods.weighting import create
+from polytask.methods.weighting.cagrad import cagrad_dual, cagrad_dual_two_tasks
 
 
 def _dual(g, w, c):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from polytask import weighting
-from polytask.weighting import Weighting, create, testing, weighting_names
+from polytask.methods.weighting import Weighting, create, testing, weighting_names
 
 
 @pytest.mark.parametrize("name", weighting_names())

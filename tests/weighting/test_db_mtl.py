@@ -1,6 +1,6 @@
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 D = torch.float64
 GRADS = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=D)

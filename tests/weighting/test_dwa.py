@@ -1,6 +1,6 @@
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def test_ones_until_two_epochs_then_paper_formula():

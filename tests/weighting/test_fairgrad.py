@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def _grads(t=4, d=9, seed=0):

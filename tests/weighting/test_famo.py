@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 D = torch.float64
 

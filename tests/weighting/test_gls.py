@@ -1,6 +1,6 @@
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def test_hand_case():

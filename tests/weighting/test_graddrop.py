@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def test_same_sign_coordinates_are_never_dropped():

@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def test_one_adjustment_reaches_the_target_cosine():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def test_two_tasks_by_hand():

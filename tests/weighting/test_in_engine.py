@@ -8,11 +8,11 @@ import pytest
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.errors import ConfigError
+from polytask.core.errors import ConfigError
+from polytask.methods.weighting import weighting_names
+from polytask.methods.weighting.base import WEIGHTINGS
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
-from polytask.weighting import weighting_names
-from polytask.weighting.base import WEIGHTINGS
 
 
 @pytest.mark.parametrize("name", weighting_names())

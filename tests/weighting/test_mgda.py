@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def _gamma(g1, g2):

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def _residual(grads, alpha):

@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def test_two_conflicting_gradients_by_hand():

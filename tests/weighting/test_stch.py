@@ -1,6 +1,6 @@
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 D = torch.float64
 

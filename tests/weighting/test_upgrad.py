@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import nnls
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def _grads(t, d, seed):

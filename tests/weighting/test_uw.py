@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from polytask.weighting import create
+from polytask.methods.weighting import create
 
 
 def test_weights_start_at_one_and_follow_one_descent_step():

@@ -6,15 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polytask.errors import ConfigError
-from polytask.tasks import Task, labelled
+from polytask.core.errors import ConfigError
+from polytask.core.inputs import TEXT_SHAPE
+from polytask.core.tasks import Task, labelled
 
 SPLITS = ("train", "val", "test")
-
-
-# The input shape of a text task: its samples are strings, which each text backbone
-# tokenizes itself (:mod:`polytask.models.text`).
-TEXT_SHAPE: tuple = ("text",)
 
 
 def is_text(x: np.ndarray | None) -> bool:

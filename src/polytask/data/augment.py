@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from scipy.special import betaincinv
 from torch import Tensor
 
-from polytask.errors import ConfigError
-from polytask.registry import Registry
+from polytask.core.errors import ConfigError
+from polytask.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from typing import Callable
 
 import numpy as np
 
+from polytask.core.errors import ConfigError
+from polytask.core.registry import Registry
 from polytask.data.arrays import TaskData
 from polytask.data.splits import holdout, rng_for
-from polytask.errors import ConfigError
-from polytask.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from polytask.config import DataConfig
+from polytask.core.digest import file_digest
+from polytask.core.errors import ConfigError
 from polytask.data.arrays import TaskData
 from polytask.data.builtin import load_builtin
 from polytask.data.splits import holdout, rng_for
-from polytask.digest import file_digest
-from polytask.errors import ConfigError
 
 
 def load_data(spec: DataConfig) -> TaskData:

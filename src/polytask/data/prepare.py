@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData, is_text
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
-from polytask.errors import ConfigError
-from polytask.tasks import Task
 
 VAL_SIZE = 0.2
 

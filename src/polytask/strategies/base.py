@@ -12,13 +12,13 @@ from typing import Any
 from torch import nn
 
 from polytask.config import StudyConfig
+from polytask.core.registry import Registry
+from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask
-from polytask.engine import Predictions, fit, predict
-from polytask.models.multitask import MultiTaskModel, count_params
-from polytask.models.pretrained import is_pretrained
-from polytask.registry import Registry
+from polytask.methods.architectures.multitask import MultiTaskModel, count_params
+from polytask.methods.backbones.pretrained import is_pretrained
 from polytask.strategies.features import FeatureCache
-from polytask.tasks import Task
+from polytask.training.engine import Predictions, fit, predict
 
 
 @dataclass
@@ -143,7 +143,7 @@ class StrategySpec:
             every target of the study: one run fills the cells of all of them).
         reads_target_labels: whether it trains on the target's labels; with the labels
             withheld (``unlabeled:``) only strategies that do not are what a user can run.
-        check: ``check(preflight, value)`` raises :class:`~polytask.errors.ConfigError`
+        check: ``check(preflight, value)`` raises :class:`~polytask.core.errors.ConfigError`
             for a configuration the strategy cannot run; a study calls it before it
             writes anything, so a bad setting never stops a study halfway.
     """

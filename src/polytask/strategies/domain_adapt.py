@@ -25,17 +25,17 @@ model, ``MultiTaskModel(backbone, [T])``, through the one engine:
   ``adapter.loss(f_s, f_t, logits_s, logits_t, progress, y_s=y)`` with
   ``progress = step / total_steps``. The target batch has its own forward, so in training
   BatchNorm normalizes each domain with its own batch statistics. Methods are those of
-  :data:`polytask.transfer.adapt.ADAPTERS`, hyperparameters from ``domain-adapt: {<method>: {...}}``.
+  :data:`polytask.methods.adaptation.ADAPTERS`, hyperparameters from ``domain-adapt: {<method>: {...}}``.
   Whatever a method trains besides the model (discriminators, MCD's two extra classifiers)
   lives in the adapter and is optimized through ``trainable_parameters()``; predictions
   always come from the model's own head (for MCD too, not from its two classifiers).
 - ``source-only``: no adaptation loss (the baseline every method is compared with).
-  ``adabn``: source-only training, then :func:`~polytask.transfer.adapt.adabn_recalibrate`
+  ``adabn``: source-only training, then :func:`~polytask.methods.adaptation.adabn_recalibrate`
   with the unlabelled target inputs, before every validator score and before evaluation.
   Both train with ``penalty=None``, so their training runs are identical for a seed.
 - **Model selection without target labels**: the engine's ``select`` is a
   :class:`ValidatorSelection` scoring the model after each epoch with the configured
-  validator (``domain-adapt: {validator: dev}``; :mod:`polytask.transfer.validators`):
+  validator (``domain-adapt: {validator: dev}``; :mod:`polytask.methods.adaptation.validators`):
   ``source-val`` on the source validation split; ``entropy``, ``im``, ``snd`` on target
   logits; ``dev`` on features of source training rows, the target inputs and the source
   validation rows, with per-sample source validation losses. Source training rows and
@@ -66,17 +66,17 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import Task, higher_is_better
 from polytask.data.loaders import load_data
 from polytask.data.prepare import PreparedTask, Split, as_model_input, standardize
 from polytask.data.splits import rng_for, subsample
-from polytask.engine import EVAL_BATCH, evaluate, fit, predict, seed_everything
-from polytask.errors import ConfigError
-from polytask.models.multitask import MultiTaskModel, count_params
-from polytask.models.pretrained import is_pretrained
+from polytask.methods.adaptation import ADAPTERS, Adapter, adabn_recalibrate, create_adapter
+from polytask.methods.adaptation.validators import score
+from polytask.methods.architectures.multitask import MultiTaskModel, count_params
+from polytask.methods.backbones.pretrained import is_pretrained
 from polytask.strategies.base import RunContext, RunOutcome, register_strategy
-from polytask.tasks import Task, higher_is_better
-from polytask.transfer.adapt import ADAPTERS, Adapter, adabn_recalibrate, create_adapter
-from polytask.transfer.validators import score
+from polytask.training.engine import EVAL_BATCH, evaluate, fit, predict, seed_everything
 
 __all__ = ["SOURCE_ONLY", "VALIDATOR_ROWS", "DomainAdaptPenalty", "ValidatorSelection", "domain_adapt", "method_names"]
 
@@ -108,7 +108,7 @@ class DomainAdaptPenalty(nn.Module):
     """The engine ``penalty`` of one domain adaptation method (see the module docstring).
 
     Args:
-        adapter: the method (:func:`~polytask.transfer.adapt.create_adapter`).
+        adapter: the method (:func:`~polytask.methods.adaptation.create_adapter`).
         target_x: unlabelled target inputs, as the backbone reads them.
         batch_size: rows per target batch (capped at ``len(target_x)``).
         seed: seeds the generator that shuffles the target batches.
@@ -189,7 +189,7 @@ class ValidatorSelection:
     """The engine's ``select``: a validator score per epoch, and the target's validation metric.
 
     Args:
-        validator: a name in :data:`polytask.transfer.validators.VALIDATORS`.
+        validator: a name in :data:`polytask.methods.adaptation.validators.VALIDATORS`.
         task: the target task (its name keys the model's head).
         source: the pooled labelled source data.
         target_x: unlabelled target inputs.
@@ -227,7 +227,7 @@ class ValidatorSelection:
         return twin
 
     def arrays(self, model: MultiTaskModel) -> dict[str, Any]:
-        """Every array a validator may read (:mod:`polytask.transfer.validators`)."""
+        """Every array a validator may read (:mod:`polytask.methods.adaptation.validators`)."""
         name = self.task.name
         src_train = self.source.train.x[self._rows(len(self.source.train), "source-rows")]
         tgt = self.target_x[self._rows(len(self.target_x), "target-rows")]

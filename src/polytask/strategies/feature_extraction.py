@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from polytask.core.digest import state_digest, tensor_digest
 from polytask.data.prepare import PreparedTask, Split
-from polytask.digest import state_digest, tensor_digest
-from polytask.engine import seed_everything
-from polytask.models.multitask import FeatureBackbone, MultiTaskModel, count_params, feature_statistics
+from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel, count_params, feature_statistics
 from polytask.strategies.base import RunContext, RunOutcome, register_strategy, train_and_test
 from polytask.strategies.features import features_of, stay_in_eval
+from polytask.training.engine import seed_everything
 
 
 @register_strategy("feature-extraction", uses_pretrained=True, argument="source")
@@ -15,7 +15,7 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
     """Frozen pretrained shared layers; a new head trained on features computed once.
 
     The head reads the features standardized with the training rows' statistics
-    (:class:`~polytask.models.multitask.FeatureBackbone`). When the target's inputs are
+    (:class:`~polytask.methods.architectures.multitask.FeatureBackbone`). When the target's inputs are
     augmented, every step sees new inputs, so the head trains through the frozen backbone
     (kept in eval mode) instead, with the same standardization.
     """

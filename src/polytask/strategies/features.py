@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from polytask.data.prepare import Split
-from polytask.engine import EVAL_BATCH
+from polytask.training.engine import EVAL_BATCH
 
 
 def stay_in_eval(module: nn.Module, inputs) -> None:

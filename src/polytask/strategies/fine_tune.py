@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from polytask.engine import seed_everything
-from polytask.models.multitask import MultiTaskModel
+from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.strategies.base import Preflight, RunContext, RunOutcome, outcome, register_strategy, transfer_source
-from polytask.transfer.finetune import check_recipe, fine_tune_model
+from polytask.training.engine import seed_everything
+from polytask.training.finetune import check_recipe, fine_tune_model
 
 
 def _check_fine_tune(pre: Preflight, source: str | None) -> None:
@@ -21,7 +21,7 @@ def fine_tune(ctx: RunContext, source: str | None = None) -> RunOutcome:
 
     The pretrained layers learn at ``backbone_lr_ratio * lr`` so that the new head's early,
     noisy gradients do not wipe out what pretraining learned. The ``fine-tune`` config
-    section picks the recipe (:mod:`polytask.transfer.finetune`): which layers train,
+    section picks the recipe (:mod:`polytask.training.finetune`): which layers train,
     layer-wise rates, gradual unfreezing, LP-FT, frozen BatchNorm, a regularizer, LoRA.
     """
     target = ctx.prepare(ctx.target, ctx.fraction, source=source)

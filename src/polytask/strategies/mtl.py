@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 
 from polytask.data.prepare import PreparedTask
-from polytask.engine import fit, seed_everything
-from polytask.models.architectures import build_multitask_model
-from polytask.models.pretrained import is_pretrained
-from polytask.sampling import task_probabilities
+from polytask.methods.architectures.base import build_multitask_model
+from polytask.methods.backbones.pretrained import is_pretrained
+from polytask.methods.weighting import create as create_weighting
+from polytask.methods.weighting import uses_rep_grad
 from polytask.strategies.base import ALL_TARGETS, RunContext, RunOutcome, outcome, register_strategy, train_and_test
-from polytask.weighting import create as create_weighting
-from polytask.weighting import uses_rep_grad
+from polytask.training.engine import fit, seed_everything
+from polytask.training.sampling import task_probabilities
 
 
 def _multitask_data(ctx: RunContext, fractions: dict[str, float], rep_grad: bool) -> dict[str, PreparedTask]:

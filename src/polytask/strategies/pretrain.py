@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from polytask.engine import fit, seed_everything
-from polytask.models.multitask import MultiTaskModel
+from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.strategies.base import RunContext
+from polytask.training.engine import fit, seed_everything
 
 
 def pretrain(ctx: RunContext) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:

@@ -3,9 +3,9 @@ with its own random stream, an A/A control."""
 
 from __future__ import annotations
 
-from polytask.engine import fit, seed_everything
-from polytask.models.multitask import MultiTaskModel
+from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.strategies.base import RunContext, RunOutcome, outcome, register_strategy, train_and_test
+from polytask.training.engine import fit, seed_everything
 
 
 @register_strategy("scratch")

@@ -4,7 +4,7 @@ The driver hands each job to a pool and stores every row as it arrives. Workers 
 what they run through ``fork`` (no pickling: users' backbones are often lambdas or local
 classes), ignore Ctrl-C (the driver alone handles it and terminates them, so no worker dies
 halfway through a result) and die with the driver, even when it is killed. A worker the
-system kills stops the study with :class:`~polytask.errors.WorkerDiedError` instead of a
+system kills stops the study with :class:`~polytask.core.errors.WorkerDiedError` instead of a
 wait for a result that will never come.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from polytask.errors import WorkerDiedError
+from polytask.core.errors import WorkerDiedError
 from polytask.study.plan import Job, RunSpec
 
 # prctl option: the signal a process gets when its parent dies (linux/prctl.h).

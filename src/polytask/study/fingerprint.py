@@ -20,9 +20,9 @@ from torch import nn
 
 from polytask._version import __version__
 from polytask.config import StudyConfig
+from polytask.core.digest import array_digest, state_digest, value_digest
+from polytask.core.tasks import Task
 from polytask.data.arrays import SPLITS, TaskData
-from polytask.digest import array_digest, state_digest, value_digest
-from polytask.tasks import Task
 
 # Config sections that change a run's numbers.
 NUMBER_SETTINGS = ("model", "train", "mtl", "fine_tune", "domain_adapt", "sources", "validation", "tune")

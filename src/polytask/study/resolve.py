@@ -14,16 +14,16 @@ from typing import Any
 
 from polytask import config as schema
 from polytask.config import StudyConfig, error_line
+from polytask.core.errors import ConfigError
 from polytask.data.builtin import builtin_names
-from polytask.errors import ConfigError
-from polytask.models.architectures import ARCHITECTURES, check_options
-from polytask.models.build import backbone_names
-from polytask.models.pretrained import check_name, is_pretrained
+from polytask.methods.adaptation import ADAPTERS
+from polytask.methods.adaptation.validators import validator_names
+from polytask.methods.architectures.base import ARCHITECTURES, check_options
+from polytask.methods.backbones.build import backbone_names
+from polytask.methods.backbones.pretrained import check_name, is_pretrained
+from polytask.methods.finetuning.regularizers import regularizer_names
+from polytask.methods.weighting import WEIGHTINGS, create, uses_rep_grad, weighting_names
 from polytask.strategies import strategy_argument, strategy_names
-from polytask.transfer.adapt import ADAPTERS
-from polytask.transfer.regularizers import regularizer_names
-from polytask.transfer.validators import validator_names
-from polytask.weighting import WEIGHTINGS, create, uses_rep_grad, weighting_names
 
 
 class _Invalid(Exception):

@@ -21,18 +21,20 @@ import yaml
 from torch import nn
 
 from polytask.config import DataConfig, StudyConfig
+from polytask.core.errors import ConfigError, PolytaskWarning
+from polytask.core.io import write_atomic
+from polytask.core.tasks import Task, infer_task, task_notes
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.augment import build_augmenter
 from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
 from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
-from polytask.errors import ConfigError, PolytaskWarning
-from polytask.io import write_atomic
-from polytask.models.backbones import from_user_module
-from polytask.models.build import create_backbone
-from polytask.models.multitask import FeatureBackbone, MultiTaskModel
-from polytask.models.pretrained import check_name, is_pretrained, save_backbone, text_encoder
+from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel
+from polytask.methods.backbones.base import from_user_module
+from polytask.methods.backbones.build import create_backbone
+from polytask.methods.backbones.pretrained import check_name, is_pretrained, save_backbone, text_encoder
+from polytask.methods.weighting import uses_rep_grad
 from polytask.strategies import (
     FeatureCache,
     Preflight,
@@ -54,8 +56,6 @@ from polytask.study.resolve import load_config as resolve_file
 from polytask.study.resolve import resolve, validate
 from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
 from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
-from polytask.tasks import Task, infer_task, task_notes
-from polytask.weighting import uses_rep_grad
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
 

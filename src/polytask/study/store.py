@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from polytask.engine import Predictions
-from polytask.errors import ConfigError
-from polytask.io import write_atomic
+from polytask.core.errors import ConfigError
+from polytask.core.io import write_atomic
 from polytask.study.plan import RunSpec
+from polytask.training.engine import Predictions
 
 
 class ResultStore:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from polytask.config import TUNABLE_TRAIN, DomainAdaptConfig, MTLConfig, StudyConfig
-from polytask.errors import ConfigError
-from polytask.io import write_atomic
+from polytask.core.errors import ConfigError
+from polytask.core.io import write_atomic
 
 # Plain ``mtl`` weightings whose task weights ``task_weights`` may set.
 STATIC_WEIGHTINGS = ("ew", "static")

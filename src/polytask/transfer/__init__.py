@@ -1,1 +1,0 @@
-"""Transfer learning: scores and tools for choosing and adapting a pretrained model."""
