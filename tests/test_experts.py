@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from polytask.config import ModelConfig
 from polytask.core.errors import ConfigError
 from polytask.core.tasks import Task
-from polytask.methods.architectures.experts import build_cgc, build_dselect_k, build_mmoe, build_ple, smooth_step
+from polytask.methods.architectures.cgc import build_cgc
+from polytask.methods.architectures.dselect_k import build_dselect_k, smooth_step
+from polytask.methods.architectures.mmoe import build_mmoe
+from polytask.methods.architectures.ple import build_ple
 from polytask.methods.backbones import create_backbone, from_user_module
 
 TASKS = [Task("a", "classification", 3), Task("b", "regression", 1), Task("c", "binary", 1)]
@@ -23,11 +25,11 @@ BUILDERS = {
 
 
 def mlp(shape=(5,)):
-    return lambda: create_backbone("mlp", shape, ModelConfig(mlp={"hidden": [8]}))
+    return lambda: create_backbone("mlp", shape, hidden=[8])
 
 
 def cnn(shape=(1, 8, 8)):
-    return lambda: create_backbone("cnn", shape, ModelConfig(cnn={"channels": [4], "hidden": 6}))
+    return lambda: create_backbone("cnn", shape, channels=[4], hidden=6)
 
 
 class Lin(nn.Module):

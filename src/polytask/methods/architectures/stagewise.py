@@ -25,7 +25,8 @@ from torch import nn
 from polytask.core.errors import ConfigError
 from polytask.core.tasks import Task
 from polytask.methods.architectures.base import register_architecture
-from polytask.methods.backbones.base import CNN, MLP
+from polytask.methods.backbones.cnn import CNN
+from polytask.methods.backbones.mlp import MLP
 
 __all__ = ["CrossStitchModel", "CrossStitchUnit", "MTANModel", "TaskAttention", "build_cross_stitch", "build_mtan", "stages_of"]
 
