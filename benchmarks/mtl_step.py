@@ -30,13 +30,14 @@ import time
 
 import torch
 
-from polytask.config import ModelConfig, TrainConfig
+from polytask.config import TrainConfig
 from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask, Split
 from polytask.methods.architectures import MultiTaskModel
 from polytask.methods.backbones import create_backbone
 from polytask.methods.weighting import create, weighting_names
-from polytask.training.engine import _backward, _rep_grad_step, _shared_params, fit
+from polytask.training.engine import fit
+from polytask.training.steps import _backward, _rep_grad_step, _shared_params
 from polytask.training.taskgrads import assign_gradient, task_gradients
 
 
@@ -47,9 +48,9 @@ def _setup(n_tasks: int, batch: int, features: int | tuple[int, ...], hidden: li
     torch.manual_seed(0)
     tasks = [Task(f"t{i}", "classification", 10, classes=tuple(range(10))) for i in range(n_tasks)]
     if isinstance(features, tuple):
-        shape, backbone = features, create_backbone("cnn", features, ModelConfig(cnn={"channels": hidden, "hidden": 64}))
+        shape, backbone = features, create_backbone("cnn", features, channels=hidden, hidden=64)
     else:
-        shape, backbone = (features,), create_backbone("mlp", (features,), ModelConfig(mlp={"hidden": hidden, "dropout": 0.0}))
+        shape, backbone = (features,), create_backbone("mlp", (features,), hidden=hidden, dropout=0.0)
     model = MultiTaskModel(backbone, tasks)
     x = torch.randn(batch * steps, *shape)
     val = torch.randn(2, *shape)

@@ -151,4 +151,3 @@ def fine_tune_model(
 
         merge_lora(model.backbone)
     return result
-

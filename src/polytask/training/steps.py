@@ -1,0 +1,144 @@
+"""One training step's losses and gradients, as :func:`polytask.training.engine.fit` takes them.
+
+Losses of tasks sharing one backbone pass, one task's (augmented, penalized) loss, and
+the backward pass: summed, weighted by a loss-weighting method, or with the per-task
+gradients of the shared layers (or of the shared representation, ``rep_grad``) combined
+by a gradient method.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from polytask.core.errors import DivergedError
+from polytask.data.prepare import PreparedTask
+from polytask.methods.weighting.base import Weighting
+from polytask.training.taskgrads import assign_gradient, task_gradients
+
+
+def _shared_losses(model: nn.Module, data: dict[str, PreparedTask], group: list[str], idx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Losses of tasks that read the same inputs, from one backbone pass over the union of
+    their rows (one batch when they drew the same rows); each task's loss reads its rows."""
+    first = idx[group[0]]
+    same = all(idx[n] is first for n in group)
+    union = first if same else torch.unique(torch.cat([idx[n] for n in group]))
+    z = model.backbone(data[group[0]].train.x[union])
+    heads = [model.heads[n] for n in group]
+    if same and all(type(h) is nn.Linear and h.bias is not None for h in heads):
+        # One batch for every task: all linear heads in one matrix product (the same
+        # numbers as one product per head, without T small ones).
+        weight = torch.cat([h.weight for h in heads])
+        bias = torch.cat([h.bias for h in heads])
+        outs = dict(zip(group, F.linear(z, weight, bias).split([h.out_features for h in heads], dim=1)))
+    else:
+        outs = {n: model.heads[n](z if same else z[torch.searchsorted(union, idx[n])]) for n in group}
+    return {n: data[n].task.loss(outs[n], data[n].train.y[idx[n]]) for n in group}
+
+
+def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.Tensor]:
+    if weighting is None or not weighting.requires_grads:
+        return []
+    if not hasattr(model, "shared_parameters"):
+        raise ValueError(f"weighting '{weighting.name}' needs per-task gradients of shared layers, but the model has no shared_parameters()")
+    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    if not shared:
+        raise ValueError(f"weighting '{weighting.name}' balances gradients of shared layers, but this model shares no trainable parameters")
+    return shared
+
+
+def _finite(total: torch.Tensor, epoch: int) -> float:
+    value = total.item()  # one scalar read per step, reused for the check and the log
+    if not math.isfinite(value):
+        raise DivergedError(f"training loss became {value} at epoch {epoch}")
+    return value
+
+
+def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):
+    """Fill ``.grad`` for one step; return the summed task loss and the task weights used.
+
+    ``None`` sums the losses. A loss-weighting method scales them. A gradient method
+    combines the per-task gradients of the shared layers, while each head, which only
+    its own task's loss reaches, gets its task's plain gradient: balancing is about the
+    shared layers, and a constant scale on one head's gradient would be undone by
+    AdamW's per-parameter normalization anyway.
+    """
+    if len(losses) == 1 and weighting is None:
+        total = losses[0]
+    else:
+        total = torch.stack(losses).sum()
+    value = _finite(total, epoch)
+    if weighting is None:
+        total.backward()
+        return value, None
+    stacked = torch.stack(losses)
+    if not weighting.requires_grads:
+        weights = weighting.weights(stacked.detach())
+        (weights.to(stacked.dtype) * stacked).sum().backward()
+        return value, weights
+    grads = task_gradients(losses, shared)
+    combined, weights = weighting.combine(grads, stacked.detach())
+    head_grads = torch.autograd.grad(total, others, allow_unused=True) if others else []
+    for p, g in zip(others, head_grads):
+        if g is not None:
+            p.grad = g
+    assign_gradient(shared, combined)
+    return value, weights
+
+
+def _rep_grad_step(model: nn.Module, x: torch.Tensor, targets: dict[str, PreparedTask], idx: torch.Tensor, weighting: Weighting, epoch: int):
+    """One step's gradients with the tasks balanced on the shared representation.
+
+    ``z = backbone(x)`` once; each task's gradient with respect to ``z`` (through its
+    head only) goes to the method, and the combined gradient flows back through the
+    backbone in one backward pass. By the chain rule a combination ``sum_t w_t dL_t/dz``
+    gives the backbone ``sum_t w_t dL_t/dtheta``; heads get their own task's gradient.
+    """
+    z = model.backbone(x[idx])
+    rep = z.detach().requires_grad_()
+    losses = [d.task.loss(model.heads[n](rep), d.train.y[idx]) for n, d in targets.items()]
+    stacked = torch.stack(losses)
+    value = _finite(stacked.sum(), epoch)
+    grads = []
+    for loss in losses:
+        (g,) = torch.autograd.grad(loss, rep, retain_graph=True, allow_unused=True)
+        grads.append(torch.zeros_like(rep) if g is None else g)
+    combined, weights = weighting.combine(torch.stack(grads).flatten(1), stacked.detach())
+    stacked.sum().backward()  # heads' gradients; what reaches ``rep`` is discarded
+    z.backward(combined.view_as(z))
+    return value, weights
+
+
+def _task_loss(model: nn.Module, d: PreparedTask, name: str, idx: torch.Tensor, augmenter, gen: torch.Generator, penalty) -> torch.Tensor:
+    """One task's training loss on one batch: augmented when asked, plus the penalty."""
+    x, y = d.train.x[idx], d.train.y[idx]
+    if augmenter is None:
+        loss = d.task.loss(model(x, name), y)
+    else:
+        from polytask.data.augment import augmented_loss
+
+        aug = augmenter(x, gen)
+        x = aug.x
+        loss = augmented_loss(d.task.loss, model(x, name), y, aug)
+    if penalty is not None:
+        loss = loss + penalty(model, x, name, y)
+    return loss
+
+
+def _check_rep_grad(model: nn.Module, data: dict[str, PreparedTask], weighting: Weighting | None) -> torch.Tensor:
+    """The training inputs every task shares; ValueError when ``rep_grad`` cannot apply."""
+    if weighting is None or not weighting.requires_grads:
+        name = "summed losses" if weighting is None else f"'{weighting.name}'"
+        raise ValueError(f"rep_grad balances per-task gradients of the representation, which {name} never reads: use a gradient method")
+    if not (hasattr(model, "backbone") and isinstance(getattr(model, "heads", None), nn.ModuleDict)):
+        raise ValueError("rep_grad needs one representation read by every head: a model with .backbone(x) and .heads[task] (architecture 'hard')")
+    names = list(data)
+    x = data[names[0]].train.x
+    for n in names[1:]:
+        other = data[n].train.x
+        if other is not x and (other.shape != x.shape or not torch.equal(other, x)):
+            raise ValueError(f"rep_grad takes every task's gradient on one shared batch, but tasks '{names[0]}' and '{n}' train on different inputs")
+    return x
