@@ -43,7 +43,7 @@ from polytask.config import TrainConfig
 from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask, Split
 from polytask.methods.architectures.multitask import MultiTaskModel
-from polytask.methods.backbones.base import MLP
+from polytask.methods.backbones.mlp import MLP
 from polytask.training.engine import EVAL_BATCH, fit
 
 TASK = "bench"

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from polytask.config import ModelConfig, TrainConfig
+from polytask.config import TrainConfig
 from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask, Split
 from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel
-from polytask.methods.backbones.build import create_backbone
+from polytask.methods.backbones import create_backbone
 from polytask.training.engine import EVAL_BATCH, evaluate, fit, seed_everything
 
 TASK = "digits"
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if threads:
         torch.set_num_threads(threads)
     data = make_data(s)
-    backbone = create_backbone(MODEL, (1, 8, 8), ModelConfig(imagenet={"resize": s.resize}), pretrained=True).eval().requires_grad_(False)
+    backbone = create_backbone(MODEL, (1, 8, 8), pretrained=True, resize=s.resize).eval().requires_grad_(False)
     load_before = os.getloadavg()[0]
 
     print(f"torch {torch.__version__}, python {platform.python_version()}, {torch.get_num_threads()} threads")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import regression_data
 
-from polytask.config import ModelConfig, TrainConfig
+from polytask.config import TrainConfig
 from polytask.core.errors import DivergedError, UndefinedMetricError
 from polytask.core.tasks import infer_task
 from polytask.data import TaskData, make_task_family, prepare_task
@@ -25,7 +25,7 @@ def _prepared(data: TaskData, name="t"):
 
 def _model(p, hidden=(32,)):
     torch.manual_seed(0)
-    return MultiTaskModel(create_backbone("mlp", p.input_shape, ModelConfig(mlp={"hidden": list(hidden)})), [p.task])
+    return MultiTaskModel(create_backbone("mlp", p.input_shape, hidden=list(hidden)), [p.task])
 
 
 def test_fit_learns_regression_and_reports_rmse_in_original_units():
@@ -70,7 +70,7 @@ def test_multi_task_epoch_cycles_small_task_and_min_steps():
     fam = make_task_family(n_tasks=2, n_target=20, n_source=640, seed=0)
     data = {n: prepare_task(d, infer_task(n, d.y_train), seed=0) for n, d in fam.items()}
     torch.manual_seed(0)
-    model = MultiTaskModel(create_backbone("mlp", data["target"].input_shape, ModelConfig()), [d.task for d in data.values()])
+    model = MultiTaskModel(create_backbone("mlp", data["target"].input_shape), [d.task for d in data.values()])
     calls = {"target": 0, "source1": 0}
     orig = model.forward
 

@@ -7,7 +7,7 @@ import torch
 from conftest import FAST_TRAIN, tiny_config
 
 from polytask import Study
-from polytask.config import FineTuneConfig, ModelConfig, TrainConfig
+from polytask.config import FineTuneConfig, TrainConfig
 from polytask.core.errors import ConfigError
 from polytask.core.tasks import infer_task
 from polytask.data import TaskData, prepare_task
@@ -22,7 +22,7 @@ from polytask.training.finetune import _param_groups, fine_tune_model
 
 def _model(task=None, hidden=(8, 6)):
     torch.manual_seed(0)
-    backbone = create_backbone("mlp", (6,), ModelConfig(mlp={"hidden": list(hidden), "dropout": 0.0}))
+    backbone = create_backbone("mlp", (6,), hidden=list(hidden), dropout=0.0)
     return MultiTaskModel(backbone, [task or infer_task("target", torch.arange(3).numpy())])
 
 

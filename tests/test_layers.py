@@ -92,6 +92,13 @@ def test_a_module_imports_only_its_layer_and_the_ones_below(module):
     assert not upward, "\n".join(upward)
 
 
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("polytask.methods")))
+def test_a_method_knows_no_config(module):
+    # Methods are plain PyTorch with keyword options: usable without a study, and a new
+    # config section never reaches into them.
+    assert not [t for t in GRAPH[module] if t.startswith("polytask.config")]
+
+
 def test_no_import_cycle():
     index: dict[str, int] = {}
     low: dict[str, int] = {}

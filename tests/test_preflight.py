@@ -8,8 +8,9 @@ from test_domain_adapt import da_config, shifted_pair
 
 from polytask import ConfigError, Study
 from polytask.data import TaskData
-from polytask.methods.backbones.build import create_backbone
-from polytask.methods.backbones.pretrained import save_backbone
+from polytask.methods.backbones import create_backbone
+from polytask.methods.backbones.run import save_backbone
+from polytask.study.resolve import backbone_options
 
 
 def _fails_before_writing(study: Study, out, match: str) -> None:
@@ -27,7 +28,8 @@ def test_delta_without_a_probe_fails_before_any_run(tiny_family, tmp_path):
 def test_lwf_from_a_named_backbone_fails_before_any_run(tiny_family, tmp_path):
     model = Study(tiny_config(tiny_family), data=tiny_family).config.model
     saved = tmp_path / "earlier"
-    save_backbone(saved / "models" / "target" / "scratch" / "1" / "seed0.pt", create_backbone("mlp", (6,), model), "mlp", model, (6,))
+    options = backbone_options(model)
+    save_backbone(saved / "models" / "target" / "scratch" / "1" / "seed0.pt", create_backbone("mlp", (6,), **options), "mlp", options, (6,))
     cfg = tiny_config(
         tiny_family,
         strategies=["scratch", "fine-tune:earlier"],

@@ -15,13 +15,12 @@ from conftest import FAST_TRAIN, tiny_config
 from torch import nn
 
 from polytask import Study, engine
-from polytask.config import ModelConfig
 from polytask.core.errors import ConfigError
 from polytask.data import TaskData
 from polytask.data.arrays import TEXT_SHAPE
 from polytask.methods.architectures.multitask import count_params
-from polytask.methods.backbones.build import create_backbone
-from polytask.methods.backbones.pretrained import minilm_path
+from polytask.methods.backbones import create_backbone
+from polytask.methods.backbones.minilm import minilm_path
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 
@@ -36,7 +35,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def _efficientnet(resize: int | None = 32, pretrained: bool = True, shape: tuple = (1, 8, 8)) -> nn.Module:
-    return create_backbone("efficientnet-lite0", shape, ModelConfig(imagenet={"resize": resize}), pretrained=pretrained).eval()
+    return create_backbone("efficientnet-lite0", shape, pretrained=pretrained, resize=resize).eval()
 
 
 def _capture_input(module: nn.Module) -> list[torch.Tensor]:
@@ -123,7 +122,7 @@ def test_efficientnet_imagenet_features_separate_digits_better_than_random_init(
 
 @pytest.fixture(scope="module")
 def minilm() -> nn.Module:
-    return create_backbone("minilm", TEXT_SHAPE, ModelConfig(), pretrained=True).eval()
+    return create_backbone("minilm", TEXT_SHAPE, pretrained=True).eval()
 
 
 def _embed(net: nn.Module, texts: list[str]) -> torch.Tensor:
@@ -143,7 +142,7 @@ def test_minilm_equals_sentence_transformers(minilm):
 
 def test_minilm_without_weights_gives_other_embeddings(minilm):
     torch.manual_seed(0)
-    scratch = create_backbone("minilm", TEXT_SHAPE, ModelConfig(), pretrained=False).eval()
+    scratch = create_backbone("minilm", TEXT_SHAPE, pretrained=False).eval()
     assert (_embed(scratch, TEXTS) - _embed(minilm, TEXTS)).abs().max() > 0.1
 
 
@@ -156,7 +155,7 @@ def test_padding_does_not_change_a_texts_embedding(minilm):
 
 
 def test_hf_local_path_loads_minilm_without_normalization(minilm):
-    net = create_backbone(f"hf:{minilm_path()}", TEXT_SHAPE, ModelConfig(), pretrained=True).eval()
+    net = create_backbone(f"hf:{minilm_path()}", TEXT_SHAPE, pretrained=True).eval()
     raw = _embed(net, TEXTS)
     assert not torch.allclose(raw.norm(dim=1), torch.ones(3), atol=1e-3)
     torch.testing.assert_close(nn.functional.normalize(raw, dim=-1), _embed(minilm, TEXTS), rtol=0, atol=1e-5)
@@ -172,7 +171,7 @@ def test_hf_unknown_hub_name_fails_fast_with_one_line(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     t0 = time.perf_counter()
     with pytest.raises(ConfigError) as err:
-        create_backbone("hf:polytask-test/no-such-model", TEXT_SHAPE, ModelConfig(), pretrained=True)
+        create_backbone("hf:polytask-test/no-such-model", TEXT_SHAPE, pretrained=True)
     assert time.perf_counter() - t0 < 10
     msg = _one_line(err)
     assert "hf:polytask-test/no-such-model" in msg and "no network" in msg and "local path" in msg
@@ -210,7 +209,7 @@ def _fake_timm(calls: list) -> types.ModuleType:
 def test_timm_model_is_built_headless_and_normalized_with_its_mean_and_std(monkeypatch):
     calls: list = []
     monkeypatch.setitem(sys.modules, "timm", _fake_timm(calls))
-    net = create_backbone("timm:fake", (1, 8, 8), ModelConfig(imagenet={"resize": 16}), pretrained=True)
+    net = create_backbone("timm:fake", (1, 8, 8), pretrained=True, resize=16)
     assert calls == [{"name": "fake", "pretrained": True, "num_classes": 0, "global_pool": ""}]
     assert net.out_features == 5
     x = torch.rand(2, 1, 16, 16)
@@ -225,7 +224,7 @@ def test_timm_model_is_built_headless_and_normalized_with_its_mean_and_std(monke
 def test_timm_that_does_not_import_is_a_one_line_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # makes `import timm` raise ImportError
     with pytest.raises(ConfigError) as err:
-        create_backbone("timm:resnet18", (3, 8, 8), ModelConfig(), pretrained=True)
+        create_backbone("timm:resnet18", (3, 8, 8), pretrained=True)
     msg = _one_line(err)
     assert "timm:resnet18" in msg and "needs timm" in msg
 
@@ -297,7 +296,7 @@ def test_run_file_that_is_an_arbitrary_pickle_is_refused(tmp_path, use_torch_sav
         path.write_bytes(pickle.dumps(_Payload(), protocol=2))
     _UNPICKLED.clear()
     with pytest.raises(ConfigError) as err:
-        create_backbone(f"run:{tmp_path}/target/scratch/seed0", (6,), ModelConfig(), pretrained=True)
+        create_backbone(f"run:{tmp_path}/target/scratch/seed0", (6,), pretrained=True)
     assert _UNPICKLED == []
     msg = _one_line(err)
     assert "not a polytask backbone file" in msg
@@ -305,7 +304,7 @@ def test_run_file_that_is_an_arbitrary_pickle_is_refused(tmp_path, use_torch_sav
 
 def test_run_missing_file_names_the_path(tmp_path):
     with pytest.raises(ConfigError) as err:
-        create_backbone(f"run:{tmp_path}/target/scratch/seed0", (6,), ModelConfig(), pretrained=True)
+        create_backbone(f"run:{tmp_path}/target/scratch/seed0", (6,), pretrained=True)
     assert "save_models: true" in _one_line(err)
 
 
@@ -425,13 +424,13 @@ def test_unknown_fine_tune_source_lists_the_choices():
 def test_hf_hub_name_without_network_fails_at_once_without_offline_mode(monkeypatch):
     # No HF_HUB_OFFLINE: the name is not a folder, not cached, and the hub's host does not
     # answer, so polytask refuses before huggingface_hub starts its retries.
-    from polytask.methods.backbones import pretrained
+    from polytask.methods.backbones import hf
 
     calls = []
-    monkeypatch.setattr(pretrained, "_hub_reachable", lambda timeout=3.0: calls.append(timeout) or False)
+    monkeypatch.setattr(hf, "_hub_reachable", lambda timeout=3.0: calls.append(timeout) or False)
     t0 = time.perf_counter()
     with pytest.raises(ConfigError) as err:
-        create_backbone("hf:polytask-test/not-cached", TEXT_SHAPE, ModelConfig(), pretrained=True)
+        create_backbone("hf:polytask-test/not-cached", TEXT_SHAPE, pretrained=True)
     assert time.perf_counter() - t0 < 10 and calls
     msg = _one_line(err)
     assert "not-cached" in msg and "hub is unreachable (no network?)" in msg and "local path" in msg

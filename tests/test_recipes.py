@@ -9,7 +9,8 @@ from torch import nn
 from polytask.core.tasks import Task
 from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.methods.architectures.stagewise import stages_of
-from polytask.methods.backbones.base import CNN, MLP
+from polytask.methods.backbones.cnn import CNN
+from polytask.methods.backbones.mlp import MLP
 from polytask.methods.finetuning.recipes import GradualUnfreeze, freeze_batchnorm, layerwise_lr_groups, lp_ft_phases, select_trainable, trainable_names
 
 REG = Task("t", "regression", 1)

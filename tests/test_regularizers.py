@@ -11,7 +11,7 @@ from torch import nn
 
 from polytask.core.tasks import Task
 from polytask.methods.architectures.multitask import MultiTaskModel
-from polytask.methods.backbones.base import MLP
+from polytask.methods.backbones.mlp import MLP
 from polytask.methods.finetuning.regularizers import BSS, DELTA, L2SP, REGULARIZERS, LwF, create_regularizer, regularizer_names
 
 

@@ -14,11 +14,10 @@ from typer.testing import CliRunner
 
 from polytask import Study
 from polytask.cli import app
-from polytask.config import ModelConfig
 from polytask.data import TaskData
 from polytask.insights.relate import SCORE_INPUTS, agreement, load_relate, pretrained_candidates, rank_sources, relate_summary
-from polytask.methods.backbones.build import create_backbone
-from polytask.methods.backbones.pretrained import save_backbone
+from polytask.methods.backbones import create_backbone
+from polytask.methods.backbones.run import save_backbone
 from polytask.methods.transferability import score_names
 
 runner = CliRunner()
@@ -62,8 +61,8 @@ def saved_mlps(root: Path, seeds=(0, 1)) -> dict[str, str]:
     specs = {}
     for alias, seed in zip(("good", "bad"), seeds):
         torch.manual_seed(seed)
-        net = create_backbone("mlp", (FEATURES,), ModelConfig(**MLP))
-        save_backbone(root / "models" / "t" / "fine-tune" / "1" / f"seed{seed}.pt", net, "mlp", ModelConfig(**MLP), (FEATURES,))
+        net = create_backbone("mlp", (FEATURES,), **MLP["mlp"])
+        save_backbone(root / "models" / "t" / "fine-tune" / "1" / f"seed{seed}.pt", net, "mlp", MLP["mlp"], (FEATURES,))
         specs[alias] = f"run:{root}/t/fine-tune/seed{seed}"
     return specs
 

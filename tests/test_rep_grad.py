@@ -7,7 +7,6 @@ import torch
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.config import ModelConfig
 from polytask.core.errors import ConfigError
 from polytask.core.tasks import infer_task
 from polytask.data import prepare_task
@@ -24,7 +23,7 @@ from polytask.training.engine import _rep_grad_step, fit
 def _model_and_data(family, key="inputs:target"):
     data = {n: prepare_task(d, infer_task(n, d.y_train), seed=0, split_key=key) for n, d in family.items()}
     torch.manual_seed(0)
-    backbone = create_backbone("mlp", data["target"].input_shape, ModelConfig(mlp={"hidden": [8], "dropout": 0.0}))
+    backbone = create_backbone("mlp", data["target"].input_shape, hidden=[8], dropout=0.0)
     return MultiTaskModel(backbone, [d.task for d in data.values()]), data
 
 

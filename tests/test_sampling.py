@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_config
 
 from polytask import Study
-from polytask.config import ModelConfig, TrainConfig
+from polytask.config import TrainConfig
 from polytask.core.errors import ConfigError
 from polytask.core.tasks import infer_task
 from polytask.data import make_task_family, prepare_task
@@ -59,7 +59,7 @@ def _two_tasks(n_target=40, n_source=360):
     fam = make_task_family(n_tasks=2, n_target=n_target, n_source=n_source, seed=0)
     data = {n: prepare_task(d, infer_task(n, d.y_train), seed=0) for n, d in fam.items()}
     torch.manual_seed(0)
-    model = MultiTaskModel(create_backbone("mlp", data["target"].input_shape, ModelConfig(mlp={"hidden": [8]})), [d.task for d in data.values()])
+    model = MultiTaskModel(create_backbone("mlp", data["target"].input_shape, hidden=[8]), [d.task for d in data.values()])
     return data, model
 
 

@@ -11,6 +11,7 @@ from polytask.core.errors import ConfigError
 from polytask.core.tasks import Task
 from polytask.methods.architectures.stagewise import build_cross_stitch, build_mtan, stages_of
 from polytask.methods.backbones import create_backbone
+from polytask.study.resolve import backbone_options
 
 TASKS = [Task("a", "classification", 3), Task("b", "regression", 1)]
 SMALL = ModelConfig(mlp={"hidden": [6, 4]}, cnn={"channels": [3, 5], "hidden": 7})
@@ -18,7 +19,7 @@ CASES = [("mlp", (5,)), ("cnn", (1, 8, 8))]
 
 
 def _factory(name, shape):
-    return lambda: create_backbone(name, shape, SMALL)
+    return lambda: create_backbone(name, shape, **backbone_options(SMALL, name))
 
 
 def _compose(stages, x):
@@ -30,7 +31,7 @@ def _compose(stages, x):
 @pytest.mark.parametrize("name,shape", CASES)
 def test_stages_compose_to_the_backbone_forward(name, shape):
     torch.manual_seed(0)
-    net = create_backbone(name, shape, SMALL).eval()  # eval: dropout and BN are deterministic
+    net = create_backbone(name, shape, **backbone_options(SMALL, name)).eval()  # eval: dropout and BN are deterministic
     x = torch.randn(4, *shape)
     stages = stages_of(net)
     assert len(stages) == (2 if name == "mlp" else 3)

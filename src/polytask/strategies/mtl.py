@@ -6,7 +6,7 @@ import functools
 
 from polytask.data.prepare import PreparedTask
 from polytask.methods.architectures.base import build_multitask_model
-from polytask.methods.backbones.pretrained import is_pretrained
+from polytask.methods.backbones import is_pretrained
 from polytask.methods.weighting import create as create_weighting
 from polytask.methods.weighting import uses_rep_grad
 from polytask.strategies.base import ALL_TARGETS, RunContext, RunOutcome, outcome, register_strategy, train_and_test

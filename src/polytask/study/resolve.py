@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from polytask import config as schema
 from polytask.config import StudyConfig, error_line
 from polytask.core.errors import ConfigError
@@ -19,8 +21,7 @@ from polytask.data.builtin import builtin_names
 from polytask.methods.adaptation import ADAPTERS
 from polytask.methods.adaptation.validators import validator_names
 from polytask.methods.architectures.base import ARCHITECTURES, check_options
-from polytask.methods.backbones.build import backbone_names
-from polytask.methods.backbones.pretrained import check_name, is_pretrained
+from polytask.methods.backbones import backbone_names, builder_options, check_name, is_pretrained, option_sections
 from polytask.methods.finetuning.regularizers import regularizer_names
 from polytask.methods.weighting import WEIGHTINGS, create, uses_rep_grad, weighting_names
 from polytask.strategies import strategy_argument, strategy_names
@@ -83,6 +84,17 @@ def _check_tasks(config: StudyConfig) -> None:
                 raise _Invalid(f"tasks.{name}.{key}", f"unknown builtin dataset '{data.builtin}' (known: {', '.join(builtin_names())})")
 
 
+def backbone_options(model: schema.ModelConfig, name: str | None = None) -> dict[str, Any]:
+    """The keyword options backbone ``name`` (default ``model.backbone``) is built with: the
+    entries of the model-config sections it reads (:func:`option_sections`), e.g.
+    ``model.gru`` and ``model.text`` for ``gru``; a user's backbone ``foo`` reads ``model.foo``."""
+    options: dict[str, Any] = {}
+    for section in option_sections(name or model.backbone):
+        value = getattr(model, section) if section in type(model).model_fields else (model.model_extra or {}).get(section, {})
+        options.update(value.model_dump() if isinstance(value, BaseModel) else value)
+    return options
+
+
 def _check_model(model: schema.ModelConfig) -> None:
     if ":" in model.backbone:
         try:
@@ -94,11 +106,17 @@ def _check_model(model: schema.ModelConfig) -> None:
         raise _Invalid("model.backbone", f"unknown backbone '{model.backbone}' (known: {known}, or hf:<name>, timm:<name>, run:<path>)", model.backbone, True)
     extra = model.model_extra or {}
     for key in [model.architecture, *extra]:
-        if key not in ARCHITECTURES:
+        if key not in ARCHITECTURES and key not in option_sections(model.backbone):
             raise _Invalid("model", f"unknown key or architecture '{key}' (architectures: {', '.join(ARCHITECTURES.names())})")
     for key, options in extra.items():
         if not isinstance(options, dict):
             raise _Invalid("model", f"'{key}' must be a mapping of architecture options, got {options!r}")
+        if key not in ARCHITECTURES:  # the options of the user's backbone
+            known = builder_options(model.backbone)
+            unknown = [k for k in options if known is not None and k not in known]
+            if unknown:
+                raise _Invalid(f"model.{key}", f"backbone '{model.backbone}' takes no option '{unknown[0]}' (it takes: {', '.join(known) or 'none'})")
+            continue
         try:
             check_options(key, options)
         except ValueError as e:

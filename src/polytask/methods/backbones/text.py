@@ -4,9 +4,10 @@ Text tasks hold raw strings; each text backbone comes with an *encoder* that tur
 list of strings into a ``LongTensor [N, L]`` of token ids (``pad_id`` pads), done once
 per run when the task's tensors are prepared. The backbone then maps ids to features.
 
-- ``gru`` (scratch baseline): hashed word ids (no vocabulary to fit, so every run and
-  every strategy of a study tokenizes alike), an embedding and a bidirectional GRU,
-  mean-pooled over the real tokens.
+- ``gru`` (scratch baseline, :mod:`~polytask.methods.backbones.gru`): hashed word ids
+  (:class:`HashTokenizer`: no vocabulary to fit, so every run and every strategy of a
+  study tokenizes alike), an embedding and a bidirectional GRU, mean-pooled over the
+  real tokens.
 - :class:`TransformerEncoder` (``minilm``, ``hf:<name>``): a Hugging Face encoder with
   its own tokenizer, mean-pooled over the attention mask.
 """
@@ -20,10 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from polytask.config import ModelConfig
 from polytask.core.errors import ConfigError
 from polytask.core.inputs import TEXT_SHAPE
-from polytask.methods.backbones.base import register_backbone
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -59,31 +58,6 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``states [N, L, D]`` over the positions where ``mask [N, L]`` is true."""
     m = mask.unsqueeze(-1).to(states.dtype)
     return (states * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-class GRUEncoder(nn.Module):
-    """Embedding, bidirectional GRU, mean over the non-pad tokens, dropout."""
-
-    def __init__(self, vocab_size: int, embedding: int, hidden: int, layers: int, dropout: float, max_length: int):
-        super().__init__()
-        self.tokenizer = HashTokenizer(vocab_size, max_length)
-        self.embedding = nn.Embedding(vocab_size, embedding, padding_idx=HashTokenizer.pad_id)
-        self.gru = nn.GRU(embedding, hidden, num_layers=layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
-        self.out_features = 2 * hidden
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        mask = ids != HashTokenizer.pad_id
-        states, _ = self.gru(self.embedding(ids))
-        return self.dropout(masked_mean(states, mask))
-
-
-@register_backbone("gru")
-def _gru(input_shape: tuple, cfg: ModelConfig) -> nn.Module:
-    if tuple(input_shape) != TEXT_SHAPE:
-        raise ConfigError(f"backbone 'gru' reads text; got samples of shape {input_shape} (give a text column: data: {{csv: ..., text: <column>}})")
-    g = cfg.gru
-    return GRUEncoder(g.vocab_size, g.embedding, g.hidden, g.layers, g.dropout, cfg.text.max_length)
 
 
 class HFTokenizer:
@@ -134,3 +108,9 @@ class TransformerEncoder(nn.Module):
         if layers is None:
             return [self.model]
         return [self.model.embeddings, *layers]
+
+
+def check_text_shape(name: str, input_shape: tuple) -> None:
+    """Refuse non-text inputs for text backbone ``name``."""
+    if tuple(input_shape) != TEXT_SHAPE:
+        raise ConfigError(f"backbone '{name}' reads text; got samples of shape {input_shape} (give a text column: data: {{csv: ..., text: <column>}})")

@@ -1,0 +1,247 @@
+"""A study's inputs: load and check every task's data, fingerprint it, prepare tensors.
+
+:class:`StudyInputs` is the data half of :class:`polytask.study.runner.Study`: it loads
+each task (from the config or the arrays given), infers its kind, checks shapes, leaks,
+shared files and what ``rep_grad`` needs, hashes what the study's numbers depend on, and
+turns a task into tensors for one seed and fraction. The backbones it checks against are
+:class:`polytask.study.models.StudyModels`'s.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from polytask.config import DataConfig, StudyConfig
+from polytask.core.errors import ConfigError, PolytaskWarning
+from polytask.core.tasks import Task, infer_task, task_notes
+from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
+from polytask.data.loaders import load_data, source_key
+from polytask.data.overlap import test_leaks
+from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
+from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
+from polytask.methods.backbones import is_pretrained
+from polytask.methods.weighting import uses_rep_grad
+from polytask.strategies import uses_transfer_source
+from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint
+from polytask.study.models import UserBackbone
+
+
+class StudyInputs:
+    """Loading, checking and preparing a study's data (mixed into :class:`~polytask.study.runner.Study`).
+
+    Attributes:
+        config: the study's settings.
+        data_override: in-memory arrays per task name, instead of the config's ``data:``.
+        backbone: the user's own shared layers or backbone name, if any.
+    """
+
+    config: StudyConfig
+    data_override: dict[str, TaskData]
+    backbone: UserBackbone | None
+    notes: list[str]
+    _loaded: tuple[dict[str, TaskData], dict[str, Task]] | None
+    _shapes: dict[str, tuple]
+    _split_keys: dict[str, str]
+    _val_floor: dict[str, int]
+    _fingerprint: str
+    _fingerprint_parts: dict[str, Any]
+
+    def load(self) -> tuple[dict[str, TaskData], dict[str, Task]]:
+        """Load, type and check every task's data (once); raise :class:`ConfigError` on bad input."""
+        if self._loaded is not None:
+            return self._loaded
+        raw, tasks = {}, {}
+        unknown = set(self.data_override) - set(self.config.tasks)
+        if unknown:
+            raise ConfigError(f"data given for task(s) {sorted(unknown)} not in the config's tasks ({', '.join(self.config.tasks)})")
+        self._check_shared_files()
+        for name, tcfg in self.config.tasks.items():
+            if name in self.data_override:
+                d = self.data_override[name]
+                if not isinstance(d, TaskData):
+                    raise ConfigError(f"data for task '{name}' must be a polytask.data.TaskData, got {type(d).__name__}")
+                if d.origin == "arrays":
+                    d = TaskData(**{**d.__dict__, "origin": f"arrays for task '{name}'"})
+            elif tcfg.data is None:
+                raise ConfigError(f"field 'tasks.{name}.data': missing, and no in-memory data was given for task '{name}'")
+            else:
+                d = load_data(tcfg.data)
+            tasks[name] = infer_task(name, d.y_train, tcfg.kind, tcfg.metric)
+            check_task_data(d, tasks[name])
+            raw[name] = d
+        self.notes = []
+        for name in tasks:
+            self.notes += task_notes(tasks[name], raw[name], reported=self.config.tasks[name].role == "target")
+        for note in self.notes:
+            warnings.warn(note, PolytaskWarning, stacklevel=2)
+        self._check_shapes(raw)
+        self._check_leaks(raw)
+        self._split_keys = input_groups(raw)
+        self._val_floor = validation_floors(self._split_keys, tasks)
+        self._check_rep_grad()
+        self._loaded = raw, tasks  # what the checks below read through self.load()
+        try:
+            self.augmenters()  # bad augment options fail now, before any run
+            unlabeled = self._load_unlabeled()
+            self._fingerprint, self._fingerprint_parts = self._content_fingerprint(raw, tasks, unlabeled)
+            self._preflight(tasks)
+        except BaseException:
+            self._loaded = None
+            raise
+        return self._loaded
+
+    def resolved_config(self) -> StudyConfig:
+        """The config with every task's kind written out, as inferred from its labels."""
+        _, tasks = self.load()
+        resolved = {n: t.model_copy(update={"kind": tasks[n].kind}) for n, t in self.config.tasks.items()}
+        return self.config.model_copy(update={"tasks": resolved})
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of what the study's numbers depend on (:mod:`polytask.study.fingerprint`)."""
+        self.load()
+        return self._fingerprint
+
+    def _load_unlabeled(self) -> dict[str, TaskData]:
+        """Unlabelled inputs given as a data source of their own, checked against their task."""
+        size = self.config.model.image_size
+        out = {}
+        for name, tcfg in self.config.tasks.items():
+            if isinstance(tcfg.unlabeled, DataConfig):
+                d = load_data(tcfg.unlabeled)
+                shape = TEXT_SHAPE if is_text(d.x_train) else tuple(as_model_input(d.x_train[:1], size).shape[1:])
+                if shape != self._shapes[name]:
+                    raise ConfigError(f"field 'tasks.{name}.unlabeled': inputs of shape {shape}, but task '{name}' has inputs of shape {self._shapes[name]}")
+                out[name] = d
+        return out
+
+    def _content_fingerprint(self, raw: dict[str, TaskData], tasks: dict[str, Task], unlabeled: dict[str, TaskData]) -> tuple[str, dict[str, Any]]:
+        """Hash the data, the user's module and named pretrained weights, by content."""
+        cfg = self.config
+        shape = self._shapes[cfg.targets[0]]
+        backbone = None
+        if self.backbone is not None and not isinstance(self.backbone, str):
+            backbone = module_digest(self.new_backbone(shape))
+        elif is_pretrained(self._study_backbone()):
+            backbone = pretrained_digest(self.new_backbone(shape, pretrained=True))
+        else:
+            backbone = self._study_backbone()  # a registered architecture, perhaps named in Python
+        sources = {}
+        for s in cfg.strategies:
+            arg = s.partition(":")[2]
+            if arg and uses_transfer_source(s) and arg not in sources:
+                sources[arg] = pretrained_digest(self.new_backbone(shape, pretrained=True, name=self._source(arg)))
+        return study_fingerprint(cfg, raw, tasks, unlabeled={n: data_digest(d) for n, d in unlabeled.items()}, backbone=backbone, sources=sources)
+
+    def _check_shared_files(self) -> None:
+        """Tasks read from one file share its test split, which one column cannot stratify."""
+        by_file: dict[str, list[str]] = {}
+        for name, tcfg in self.config.tasks.items():
+            if name not in self.data_override and tcfg.data is not None and tcfg.data.csv is not None and tcfg.data.test is None:
+                by_file.setdefault(source_key(tcfg.data), []).append(name)
+        for names in by_file.values():
+            stratified = [n for n in names if self.config.tasks[n].data.stratify]
+            if len(names) > 1 and stratified:
+                raise ConfigError(
+                    f"field 'tasks.{stratified[0]}.data.stratify': tasks {', '.join(repr(n) for n in names)} read the same file and share "
+                    "one test split, which one label column cannot stratify; drop stratify"
+                )
+
+    def _check_leaks(self, raw: dict[str, TaskData]) -> None:
+        """No target's test row may be a training input of another task (unless allowed)."""
+        if self.config.allow_overlap or len(raw) < 2:
+            return
+        for target, other, rows, total in test_leaks(raw, self.config.targets):
+            raise ConfigError(
+                f"task '{target}': {rows} of {total} test rows are training or validation inputs of task '{other}', so a model "
+                f"trained on '{other}' has seen them; give '{target}' test rows no task trains on, or set allow_overlap: true to proceed knowingly"
+            )
+
+    def _check_shapes(self, raw: dict[str, TaskData]) -> None:
+        """Every task must fit the backbone; shared backbones need one input shape."""
+        size = self.config.model.image_size
+        shapes = {n: TEXT_SHAPE if is_text(d.x_train) else tuple(as_model_input(d.x_train[:1], size).shape[1:]) for n, d in raw.items()}
+        self._shapes = shapes
+        if set(self.config.strategies) != {"scratch"} and len(set(shapes.values())) > 1:
+            listed = ", ".join(f"'{n}' {s}" for n, s in shapes.items())
+            hint = "; set model.image_size so image tasks share one size" if any(len(s) == 3 and s != TEXT_SHAPE for s in shapes.values()) else ""
+            raise ConfigError(f"tasks have different input shapes ({listed}) but share one backbone{hint}")
+        for shape in set(shapes.values()):
+            self.new_backbone(shape)
+
+    def _check_rep_grad(self) -> None:
+        """Gradients on the representation need every task on the same input rows."""
+        cfg = self.config
+        uses = [s for s in cfg.strategies if (m := cfg.mtl_method(s)) is not None and uses_rep_grad(m, cfg.mtl.rep_grad)]
+        keys = {self._split_keys.get(n, n) for n in cfg.tasks}
+        if uses and len(keys) > 1:
+            own = [n for n in cfg.tasks if n not in self._split_keys]
+            raise ConfigError(
+                f"strategy '{uses[0]}' takes every task's gradient of the representation on one shared batch, so the tasks must share "
+                f"their inputs (label columns of one file, or one builtin's targets); task(s) {', '.join(repr(n) for n in own) or 'of several groups'} "
+                "have inputs of their own"
+            )
+
+    def prepare(self, task: str, seed: int, fraction: float, hide_labels: bool = False, source: str | None = None) -> PreparedTask:
+        """Tensors of ``task`` for one seed and training fraction (see :func:`prepare_task`).
+
+        ``source`` names the pretrained backbone whose tokenizer encodes text tasks.
+        """
+        raw, tasks = self.load()
+        key = self._split_keys.get(task)
+        encode = self.encoder(source) if is_text(raw[task].x_train) else None
+        size = self.config.model.image_size
+        return prepare_task(
+            raw[task],
+            tasks[task],
+            seed,
+            fraction,
+            size,
+            split_key=key,
+            hide_labels=hide_labels,
+            encode=encode,
+            validation=self.config.validation,
+            val_min_rows=self._val_floor.get(key, MIN_VAL_ROWS),
+        )
+
+
+def validation_floors(split_keys: dict[str, str], tasks: dict[str, Task]) -> dict[str, int]:
+    """Per group of tasks sharing one carve, the fewest rows its shrunken validation split
+    keeps: enough for each task of the group (5 rows per class, 30 for regression), so the
+    group keeps one set of rows."""
+    floors: dict[str, int] = {}
+    for name, key in split_keys.items():
+        t = tasks[name]
+        floor = MIN_VAL_ROWS if t.kind == "regression" else MIN_VAL_PER_CLASS * (2 if t.kind == "binary" else t.n_outputs)
+        floors[key] = max(floors.get(key, 0), floor)
+    return floors
+
+
+def input_groups(raw: dict[str, TaskData]) -> dict[str, str]:
+    """Split keys of tasks that share their inputs: the same train, validation and test rows.
+
+    Returns ``{task: key}`` for every task whose inputs equal another's (several label
+    columns of one file, or one builtin with several targets), the key naming the group's
+    first task; tasks with inputs of their own are left out.
+    """
+    keys: dict[str, str] = {}
+    names = list(raw)
+    for i, a in enumerate(names):
+        if a in keys:
+            continue
+        for b in names[i + 1 :]:
+            if b not in keys and _same_inputs(raw[a], raw[b]):
+                keys[a] = keys[b] = f"inputs:{a}"
+    return keys
+
+
+def _same_inputs(a: TaskData, b: TaskData) -> bool:
+    def same(u, v) -> bool:
+        if u is None or v is None:
+            return u is None and v is None
+        return u is v or (u.shape == v.shape and np.array_equal(u, v))
+
+    return same(a.x_train, b.x_train) and same(a.x_val, b.x_val) and same(a.x_test, b.x_test)

@@ -1,0 +1,182 @@
+"""The models a study's runs start from: backbones, tokenizers, augmenters, saved layers.
+
+:class:`StudyModels` is the model half of :class:`polytask.study.runner.Study`: it builds
+the study's backbone (a registered name, a pretrained one, or the user's own module), the
+tokenizer text tasks are encoded with, each task's augmenter, the backbone a transfer
+strategy starts from (a named pretrained one, or the in-study pretraining that
+:meth:`~polytask.study.runner.Study._pretrained_cache` trains and caches), each
+strategy's preflight check, and saves a run's trained shared layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from polytask.config import StudyConfig
+from polytask.core.errors import ConfigError
+from polytask.core.tasks import Task
+from polytask.data.arrays import TEXT_SHAPE, is_text
+from polytask.data.augment import build_augmenter
+from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel
+from polytask.methods.backbones import create_backbone, from_user_module, is_pretrained
+from polytask.methods.backbones.run import save_backbone
+from polytask.methods.backbones.tokenizers import text_encoder
+from polytask.strategies import Preflight, check_strategy, transfer_source, uses_transfer_source
+from polytask.study.plan import RunSpec
+from polytask.study.resolve import backbone_options
+
+UserBackbone = nn.Module | Callable[[], nn.Module]
+
+
+class StudyModels:
+    """Building the models a study's runs start from (mixed into :class:`~polytask.study.runner.Study`).
+
+    Attributes:
+        config: the study's settings.
+        backbone: the user's own shared layers or backbone name; replaces ``model.backbone``.
+    """
+
+    config: StudyConfig
+    backbone: UserBackbone | None
+    _shapes: dict[str, tuple]
+    _encoders: dict[str, Callable]
+
+    def new_backbone(self, input_shape: tuple, pretrained: bool = False, name: str | None = None) -> nn.Module:
+        """Backbone ``name`` (default ``model.backbone``) for inputs of ``input_shape``.
+
+        Randomly initialized unless ``pretrained``; the user's own module (``backbone=``)
+        replaces ``model.backbone``.
+        """
+        if name is None and self.backbone is not None:
+            if isinstance(self.backbone, str):
+                return create_backbone(self.backbone, input_shape, pretrained, **backbone_options(self.config.model, self.backbone))
+            return from_user_module(self.backbone, input_shape)
+        name = name or self.config.model.backbone
+        return create_backbone(name, input_shape, pretrained, **backbone_options(self.config.model, name))
+
+    def encoder(self, source: str | None = None) -> Callable | None:
+        """Tokenizer of the text backbone ``source`` (default: the study's backbone), cached."""
+        key = source or ""
+        if key not in self._encoders:
+            name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else None)
+            tok = text_encoder(name, **backbone_options(self.config.model, name)) if name else None
+            if tok is None:
+                tok = getattr(self.new_backbone(TEXT_SHAPE, name=source), "tokenizer", None)
+            if not callable(tok):
+                raise ConfigError(f"backbone '{name or 'of the study'}' has no tokenizer; text tasks need gru, minilm, hf:<name> or a module with .tokenizer")
+            self._encoders[key] = tok
+        return self._encoders[key]
+
+    def augmenters(self, source: str | None = None) -> dict[str, Any]:
+        """Each augmented task's augmenter; text ones use ``source``'s pad and mask ids."""
+        raw, _ = self.load()
+        out: dict[str, Any] = {}
+        for name, tcfg in self.config.tasks.items():
+            if not tcfg.augment:
+                continue
+            d = raw[name]
+            pad_id = mask_id = None
+            if is_text(d.x_train):
+                kind = "text"
+                tok = self.encoder(source)
+                pad_id, mask_id = getattr(tok, "pad_id", 0), getattr(tok, "mask_id", None)
+            else:
+                kind = "image" if len(self._shapes[name]) == 3 else "tabular"
+            try:
+                out[name] = build_augmenter(kind, dict(tcfg.augment), pad_id=pad_id or 0, mask_id=mask_id)
+            except ValueError as e:
+                raise ConfigError(f"tasks.{name}.augment: {e}") from None
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _source(self, source: str | None) -> str | None:
+        """The backbone a strategy's ``:<source>`` names (aliases resolved); None: the study's."""
+        return self.config.sources.get(source, source) if source else None
+
+    def _named_start(self, source: str | None) -> str | None:
+        """The pretrained backbone a transfer strategy starts from: ``source`` (aliases
+        resolved), else the study's backbone when it has pretrained weights; None means
+        layers pretrained inside the study."""
+        name = self._source(source)
+        if name is None and isinstance(self.backbone, str | None) and is_pretrained(self._study_backbone()):
+            name = self._study_backbone()
+        return name
+
+    def _study_backbone(self) -> str:
+        return self.backbone if isinstance(self.backbone, str) else self.config.model.backbone
+
+    def _preflight(self, tasks: dict[str, Task]) -> None:
+        """Every strategy's own check, before anything is written (see :class:`Preflight`)."""
+        shape = self._shapes[self.config.targets[0]]
+
+        def backbone(source: str | None = None) -> nn.Module:
+            name = self._named_start(source)
+            return self.new_backbone(shape, pretrained=True, name=name) if name else self.new_backbone(shape)
+
+        for strategy in self.config.strategies:
+            check_strategy(Preflight(strategy, self.config, tasks, backbone))
+
+    def _pretrain_fraction(self, fraction: float) -> float:
+        """The fraction in-study pretraining for a run at ``fraction`` uses: the other
+        targets' (sources always use all their rows). With one target it uses sources
+        alone, so every fraction shares one pretraining."""
+        return fraction if len(self.config.targets) > 1 else 1.0
+
+    def _pretrained_path(self, out: Path, target: str, seed: int, fraction: float) -> Path:
+        return out / "pretrained" / target / f"{self._pretrain_fraction(fraction):g}" / f"seed{seed}.pt"
+
+    def _pretrained(self, out: Path, spec: RunSpec, callbacks=(), source: str | None = None) -> tuple[nn.Module, float]:
+        """The backbone a transfer strategy starts from, and the seconds its training took.
+
+        A named ``source`` (or a ``model.backbone`` with pretrained weights) is loaded as
+        shipped. Otherwise: shared layers pretrained on every task but ``spec.task`` for
+        ``spec.seed`` (the other targets at the run's fraction, the sources in full),
+        trained once per (target, seed, fraction) and cached in the study folder, so both
+        transfer strategies start from the same weights (and, with one target, every
+        fraction too).
+        """
+        self.load()
+        shape = self._shapes[spec.task]
+        name = self._named_start(source)
+        if name is not None:
+            return self.new_backbone(shape, pretrained=True, name=name), 0.0
+        cached = self._pretrained_cache(out, spec, callbacks)
+        backbone = self.new_backbone(shape)
+        backbone.load_state_dict(cached["state"])
+        return backbone, float(cached["seconds"])
+
+    def _load_pretraining(self, path: Path) -> dict[str, Any] | None:
+        """The pretraining cached at ``path`` for this study's fingerprint, or None."""
+        if not path.exists():
+            return None
+        try:
+            cached = torch.load(path, weights_only=True)
+        except Exception:  # a torn or foreign file is simply not a cached pretraining
+            return None
+        ok = isinstance(cached, dict) and cached.get("fingerprint") == self.fingerprint and "heads" in cached and "state" in cached
+        return cached if ok else None
+
+    def _pretrained_heads(self, out: Path, spec: RunSpec, callbacks=(), source: str | None = None) -> nn.ModuleDict | None:
+        """Heads of the tasks the in-study pretrained layers learned (None for named backbones)."""
+        if self._named_start(source) is not None:
+            return None
+        _, tasks = self.load()
+        cached = self._pretrained_cache(out, spec, callbacks)
+        model = MultiTaskModel(self.new_backbone(self._shapes[spec.task]), [t for n, t in tasks.items() if n != spec.task])
+        model.heads.load_state_dict(cached["heads"])
+        return model.heads
+
+    def _save_backbone(self, out: Path, spec: RunSpec, backbone: nn.Module) -> None:
+        """Keep a run's trained shared layers for ``run:<out>/<task>/<strategy>/seed<k>``."""
+        path = out / "models" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.pt"
+        source = transfer_source(self.config, spec.strategy) if uses_transfer_source(spec.strategy) else None
+        name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else None)
+        if name is None:
+            return  # the user's own module: nothing a later study could rebuild by name
+        if isinstance(backbone, FeatureBackbone):
+            return
+        save_backbone(path, backbone, name, backbone_options(self.config.model, name), self._shapes[spec.task])
