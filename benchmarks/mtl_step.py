@@ -31,6 +31,7 @@ import time
 import torch
 
 from polytask.config import TrainConfig
+from polytask.core.targets import task_loss
 from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask, Split
 from polytask.methods.architectures import MultiTaskModel
@@ -98,7 +99,7 @@ def _grad_step(model, data, method, steps: int, mode: str) -> float:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         z = model.backbone(batch)
-        losses = [d.task.loss(model.heads[n](z), d.train.y[: len(batch)]) for n, d in data.items()]
+        losses = [task_loss(d.task, model.heads[n](z), d.train.y[: len(batch)]) for n, d in data.items()]
         if mode == "engine":
             _backward(losses, method, shared, others, epoch=1)
         else:
@@ -131,7 +132,7 @@ def _rep_step(model, data, method, steps: int, rep_grad: bool) -> float:
             _rep_grad_step(model, x, data, idx, method, epoch=1)
         else:
             z = model.backbone(x[idx])
-            _backward([d.task.loss(model.heads[n](z), d.train.y[idx]) for n, d in data.items()], method, shared, others, epoch=1)
+            _backward([task_loss(d.task, model.heads[n](z), d.train.y[idx]) for n, d in data.items()], method, shared, others, epoch=1)
         opt.step()
         if k:
             times.append(time.perf_counter() - t0)

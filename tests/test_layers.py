@@ -143,7 +143,7 @@ def test_the_checker_sees_an_upward_import_and_a_cycle(monkeypatch):
         test_no_import_cycle()
 
 
-@pytest.mark.parametrize("code", ["import polytask.config", "import polytask.cli"])
+@pytest.mark.parametrize("code", ["import polytask.config", "import polytask.cli", "import polytask.core.tasks, polytask.data.arrays, polytask.data.builtin"])
 def test_the_schema_and_the_command_line_load_no_torch(code):
     # --help and --version answer at once; PyTorch loads when a command needs it.
     out = subprocess.run([sys.executable, "-c", f"{code}; import sys; print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
@@ -164,3 +164,15 @@ def test_old_submodule_paths_and_the_package_attribute_still_work():
     from polytask.methods.weighting.testing import check_weighting
 
     assert old is check_weighting and weighting.create is importlib.import_module("polytask.weighting").create
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["datasets"]])
+def test_help_version_and_datasets_answer_without_torch(args):
+    code = (
+        "import sys\n"
+        "from polytask.cli import app\n"
+        f"try:\n    app({args!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

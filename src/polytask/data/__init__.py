@@ -1,19 +1,38 @@
-"""Data: loaders, built-in datasets, splits and per-run preparation."""
+"""Data: loaders, built-in datasets, splits and per-run preparation.
 
-from polytask.data.arrays import TaskData, check_task_data
-from polytask.data.builtin import builtin_names, describe_builtins, load_builtin
-from polytask.data.prepare import PreparedTask, Split, prepare_task
-from polytask.data.synthetic import make_task_family, write_npz_family
+The names below are imported when first used (PEP 562), so that describing the built-in
+datasets (``polytask datasets``) does not load PyTorch, which only preparing tensors needs.
+"""
 
-__all__ = [
-    "PreparedTask",
-    "Split",
-    "TaskData",
-    "builtin_names",
-    "check_task_data",
-    "describe_builtins",
-    "load_builtin",
-    "make_task_family",
-    "prepare_task",
-    "write_npz_family",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the module that defines it
+_LAZY = {
+    "PreparedTask": "polytask.data.prepare",
+    "Split": "polytask.data.prepare",
+    "TaskData": "polytask.data.arrays",
+    "builtin_names": "polytask.data.builtin",
+    "check_task_data": "polytask.data.arrays",
+    "describe_builtins": "polytask.data.builtin",
+    "load_builtin": "polytask.data.builtin",
+    "make_task_family": "polytask.data.synthetic",
+    "prepare_task": "polytask.data.prepare",
+    "write_npz_family": "polytask.data.synthetic",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'polytask.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

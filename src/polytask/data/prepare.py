@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from polytask.core.errors import ConfigError
+from polytask.core.targets import encode_targets
 from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData, is_text
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
@@ -152,5 +153,5 @@ def prepare_task(
     # Regression targets are standardized with this run's training labels, like its inputs.
     task = task.scaled_to(y_tr)
     tensors = standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
-    splits = [Split(x, task.encode_targets(y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
+    splits = [Split(x, encode_targets(task, y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
     return PreparedTask(task, *splits)

@@ -7,7 +7,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from polytask._version import __version__
-from polytask.insights.relate_figure import relate_heatmap
+from polytask.insights.relate.figure import relate_heatmap
 from polytask.report import plots
 
 

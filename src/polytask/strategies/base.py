@@ -13,6 +13,7 @@ from torch import nn
 
 from polytask.config import StudyConfig
 from polytask.core.registry import Registry
+from polytask.core.targets import labelled_rows
 from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask
 from polytask.methods.architectures.multitask import MultiTaskModel, count_params
@@ -98,7 +99,7 @@ class RunOutcome:
 
 def label_counts(target: PreparedTask) -> dict[str, int]:
     """Labelled training and validation rows of a run: the labels it used."""
-    return {split: int(target.task.labelled_rows(getattr(target, split).y).sum()) for split in ("train", "val")}
+    return {split: int(labelled_rows(target.task, getattr(target, split).y).sum()) for split in ("train", "val")}
 
 
 @dataclass

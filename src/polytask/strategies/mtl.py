@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from polytask.core.targets import labelled_rows
 from polytask.data.prepare import PreparedTask
 from polytask.methods.architectures.base import build_multitask_model
 from polytask.methods.backbones import is_pretrained
@@ -35,7 +36,7 @@ def _multitask_model(ctx: RunContext, data: dict[str, PreparedTask], weighting: 
     method = create_weighting(name, len(data), seed=ctx.seed, **cfg.hparams(name))
     sampling = None
     if cfg.sampling != "uniform":
-        sizes = {n: int(d.task.labelled_rows(d.train.y).sum()) for n, d in data.items()}
+        sizes = {n: int(labelled_rows(d.task, d.train.y).sum()) for n, d in data.items()}
         sampling = task_probabilities(sizes, cfg.sampling, cfg.temperature)
     seed_everything(ctx.seed)
     arch = ctx.config.model

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
+from polytask.core.targets import labelled_rows
 from polytask.data.prepare import PreparedTask
 
 
@@ -55,7 +56,7 @@ class _Rows:
     """
 
     def __init__(self, data: dict[str, PreparedTask], rows: dict[str, int], gen: torch.Generator, shared: bool, alone: set[str]):
-        self.labelled = {n: torch.nonzero(d.task.labelled_rows(d.train.y)).flatten() for n, d in data.items()}
+        self.labelled = {n: torch.nonzero(labelled_rows(d.task, d.train.y)).flatten() for n, d in data.items()}
         empty = [n for n, idx in self.labelled.items() if len(idx) == 0]
         if empty:
             raise ValueError(f"task '{empty[0]}' has no labelled training rows")

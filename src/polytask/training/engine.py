@@ -20,6 +20,7 @@ from torch import nn
 
 from polytask.config import TrainConfig
 from polytask.core.errors import UndefinedMetricError
+from polytask.core.targets import labelled_rows, task_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
 from polytask.training.batches import _batches, _Rows, same_input_groups
@@ -130,7 +131,7 @@ def fit(
         raise ValueError(f"'{weighting.name}' balances gradients of the shared representation: pass rep_grad=True")
     # One representation read by every head: tasks on the same inputs share forward passes.
     one_representation = getattr(model, "shares_representation", False) and penalty is None
-    labelled = {n: int(data[n].task.labelled_rows(data[n].train.y).sum()) for n in names}
+    labelled = {n: int(labelled_rows(data[n].task, data[n].train.y).sum()) for n in names}
     rows, scale = batch_plan(labelled, sampling, train.batch_size) if sampling else ({n: train.batch_size for n in names}, None)
     if rep_grad:
         shared_x = _check_rep_grad(model, data, weighting)
@@ -193,7 +194,7 @@ def fit(
             if learns_after_step:
                 # FAMO-style methods learn from how much this very step lowered each loss.
                 with torch.no_grad():
-                    after = torch.stack([data[n].task.loss(model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()])
+                    after = torch.stack([task_loss(data[n].task, model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()])
                 weighting.after_step(after)
         if weighting is not None:
             weighting.on_epoch_end()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polytask.core.targets import labelled_rows, predictions, task_loss, task_score, truth
 from polytask.core.tasks import higher_is_better
 from polytask.data.prepare import PreparedTask, Split
 from polytask.training.batches import same_input_groups
@@ -38,7 +39,7 @@ def _outputs(model: nn.Module, task: PreparedTask, split: Split) -> torch.Tensor
 def evaluate(model: nn.Module, task: PreparedTask, split: Split) -> tuple[float, float]:
     """Primary metric and mean loss of ``model`` on one split of ``task`` (eval mode)."""
     out = _outputs(model, task, split)
-    return task.task.score(out, split.y), task.task.loss(out, split.y).item()
+    return task_score(task.task, out, split.y), task_loss(task.task, out, split.y).item()
 
 
 @torch.no_grad()
@@ -54,7 +55,7 @@ def _validate(model: nn.Module, data: dict[str, PreparedTask], shared: bool) -> 
         z = torch.cat([model.backbone(chunk) for chunk in x.split(EVAL_BATCH)]) if len(g) > 1 else None
         for n in g:
             out = model.heads[n](z) if z is not None else torch.cat([model(chunk, n) for chunk in x.split(EVAL_BATCH)])
-            metrics[n], losses[n] = data[n].task.score(out, data[n].val.y), data[n].task.loss(out, data[n].val.y).item()
+            metrics[n], losses[n] = task_score(data[n].task, out, data[n].val.y), task_loss(data[n].task, out, data[n].val.y).item()
     model.train(was)
     return metrics, losses
 
@@ -81,9 +82,9 @@ def predict(model: nn.Module, task: PreparedTask, split: Split) -> Predictions:
     part of how sure a comparison is).
     """
     out = _outputs(model, task, split)
-    mask = task.task.labelled_rows(split.y)
-    truth, pred = task.task.truth(split.y[mask]), task.task.predictions(out[mask])
-    return Predictions(task.task.scorer.score(truth, pred), truth, pred)
+    mask = labelled_rows(task.task, split.y)
+    y, pred = truth(task.task, split.y[mask]), predictions(task.task, out[mask])
+    return Predictions(task.task.scorer.score(y, pred), y, pred)
 
 
 def _criterion(select: str | Sequence[str], data: dict[str, PreparedTask]):

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from torch import nn
 
 from polytask.config import FineTuneConfig, TrainConfig
 from polytask.core.errors import ConfigError
+from polytask.core.targets import task_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.methods.finetuning.lora import apply_lora
@@ -137,7 +139,7 @@ def fine_tune_model(
         penalty = create_regularizer(cfg.regularizer, start, **cfg.hparams(cfg.regularizer))
         if attention:
             sample = target.train.x[: train.batch_size], target.train.y[: train.batch_size]
-            penalty.fit_attention(*sample, target.task.loss, name)
+            penalty.fit_attention(*sample, partial(task_loss, target.task), name)
 
     steps = list(callbacks)
     if cfg.unfreeze == "gradual":

@@ -9,12 +9,14 @@ by a gradient method.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from polytask.core.errors import DivergedError
+from polytask.core.targets import task_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
 from polytask.training.taskgrads import assign_gradient, task_gradients
@@ -36,7 +38,7 @@ def _shared_losses(model: nn.Module, data: dict[str, PreparedTask], group: list[
         outs = dict(zip(group, F.linear(z, weight, bias).split([h.out_features for h in heads], dim=1)))
     else:
         outs = {n: model.heads[n](z if same else z[torch.searchsorted(union, idx[n])]) for n in group}
-    return {n: data[n].task.loss(outs[n], data[n].train.y[idx[n]]) for n in group}
+    return {n: task_loss(data[n].task, outs[n], data[n].train.y[idx[n]]) for n in group}
 
 
 def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.Tensor]:
@@ -99,7 +101,7 @@ def _rep_grad_step(model: nn.Module, x: torch.Tensor, targets: dict[str, Prepare
     """
     z = model.backbone(x[idx])
     rep = z.detach().requires_grad_()
-    losses = [d.task.loss(model.heads[n](rep), d.train.y[idx]) for n, d in targets.items()]
+    losses = [task_loss(d.task, model.heads[n](rep), d.train.y[idx]) for n, d in targets.items()]
     stacked = torch.stack(losses)
     value = _finite(stacked.sum(), epoch)
     grads = []
@@ -116,13 +118,13 @@ def _task_loss(model: nn.Module, d: PreparedTask, name: str, idx: torch.Tensor, 
     """One task's training loss on one batch: augmented when asked, plus the penalty."""
     x, y = d.train.x[idx], d.train.y[idx]
     if augmenter is None:
-        loss = d.task.loss(model(x, name), y)
+        loss = task_loss(d.task, model(x, name), y)
     else:
         from polytask.data.augment import augmented_loss
 
         aug = augmenter(x, gen)
         x = aug.x
-        loss = augmented_loss(d.task.loss, model(x, name), y, aug)
+        loss = augmented_loss(partial(task_loss, d.task), model(x, name), y, aug)
     if penalty is not None:
         loss = loss + penalty(model, x, name, y)
     return loss

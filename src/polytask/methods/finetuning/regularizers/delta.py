@@ -120,7 +120,7 @@ class DELTA(Penalty):
 
         Args:
             x, y: a sample batch of the target task (inputs, encoded targets).
-            loss_fn: ``loss_fn(output, y) -> scalar``, e.g. ``Task.loss``.
+            loss_fn: ``loss_fn(output, y) -> scalar``, e.g. ``functools.partial(task_loss, task)``.
             task: key of the target head in ``start.heads``.
         """
         heads = getattr(self.start, "heads", None)

@@ -12,6 +12,7 @@ from conftest import tiny_config
 
 from polytask import Study, TaskData
 from polytask.core.errors import PolytaskWarning
+from polytask.core.targets import encode_targets, task_loss, task_score
 from polytask.core.tasks import infer_task, labelled
 
 
@@ -32,12 +33,12 @@ def test_kind_inference_ignores_missing_labels():
 @pytest.mark.parametrize("kind, labels", [("classification", [2, -1, 0, -1]), ("binary", [1, np.nan, 0, -1]), ("regression", [0.5, np.nan, -2.0, np.nan])])
 def test_loss_and_metric_use_only_labelled_rows(kind, labels):
     task = infer_task("t", np.array([0, 1, 2, 0.5]) if kind == "regression" else np.array([0, 1, 2]) if kind == "classification" else np.array([0, 1]), kind)
-    y = task.encode_targets(np.array(labels, dtype=float))
+    y = encode_targets(task, np.array(labels, dtype=float))
     out = torch.randn(4, task.n_outputs, requires_grad=True)
     keep = [0, 2]
-    full = task.loss(out, y)
-    torch.testing.assert_close(full, task.loss(out[keep], y[keep]))
-    assert task.score(out.detach(), y) == pytest.approx(task.score(out.detach()[keep], y[keep]))
+    full = task_loss(task, out, y)
+    torch.testing.assert_close(full, task_loss(task, out[keep], y[keep]))
+    assert task_score(task, out.detach(), y) == pytest.approx(task_score(task, out.detach()[keep], y[keep]))
     full.backward()
     assert out.grad[[1, 3]].abs().sum() == 0  # missing rows get no gradient
 
@@ -45,9 +46,9 @@ def test_loss_and_metric_use_only_labelled_rows(kind, labels):
 def test_batch_without_labels_gives_zero_loss_with_a_graph():
     task = infer_task("t", np.array([0, 1, 2]))
     out = torch.randn(3, 3, requires_grad=True)
-    loss = task.loss(out, task.encode_targets(np.array([-1, -1, -1])))
+    loss = task_loss(task, out, encode_targets(task, np.array([-1, -1, -1])))
     assert loss.item() == 0.0 and loss.requires_grad
-    assert math.isnan(task.score(out.detach(), task.encode_targets(np.array([-1.0, np.nan, -1]))))
+    assert math.isnan(task_score(task, out.detach(), encode_targets(task, np.array([-1.0, np.nan, -1]))))
 
 
 def test_study_on_one_dataset_with_partly_missing_labels(tmp_path):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mtl_step.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mtl_step.py"
 
 
 def test_mtl_step_quick_prints_a_ratio_per_method():

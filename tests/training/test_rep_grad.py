@@ -8,6 +8,7 @@ from conftest import tiny_config
 
 from polytask import Study
 from polytask.core.errors import ConfigError
+from polytask.core.targets import labelled_rows, task_loss
 from polytask.core.tasks import infer_task
 from polytask.data import prepare_task
 from polytask.methods.architectures import MultiTaskModel
@@ -38,7 +39,7 @@ def test_mgda_ub_step_matches_the_papers_formula(shared_family):
     # By hand: the min-norm weights of the gradients w.r.t. z (two tasks: closed form),
     # then the backbone gets sum_t gamma_t dL_t/dtheta.
     z = model.backbone(x[idx])
-    losses = [data[n].task.loss(model.heads[n](z), data[n].train.y[idx]) for n in data]
+    losses = [task_loss(data[n].task, model.heads[n](z), data[n].train.y[idx]) for n in data]
     gz = [torch.autograd.grad(loss, z, retain_graph=True)[0].flatten() for loss in losses]
     g1, g2 = gz
     gamma = float(torch.clamp((g2 @ (g2 - g1)) / (g1 - g2).pow(2).sum(), 0, 1))
@@ -61,7 +62,7 @@ def test_pcgrad_on_the_representation_backpropagates_the_projected_gradient(shar
     model, data = _model_and_data(shared_family)
     x, idx = data["target"].train.x, torch.arange(40)
     z = model.backbone(x[idx])
-    losses = [data[n].task.loss(model.heads[n](z), data[n].train.y[idx]) for n in data]
+    losses = [task_loss(data[n].task, model.heads[n](z), data[n].train.y[idx]) for n in data]
     g = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0].flatten() for loss in losses])
     combined, _ = create("pcgrad", 2, seed=3).combine(g)
     expected = torch.autograd.grad(z, list(model.backbone.parameters()), grad_outputs=combined.view_as(z))
@@ -117,7 +118,7 @@ def test_hidden_labels_keep_every_row_and_label_the_fractions_rows(shared_family
     hidden = prepare_task(d, task, 1, 0.25, split_key="k", hide_labels=True)
     full = prepare_task(d, task, 1, 1.0, split_key="k")
     assert len(hidden.train) == len(full.train)
-    labelled = task.labelled_rows(hidden.train.y)
+    labelled = labelled_rows(task, hidden.train.y)
     assert int(labelled.sum()) == len(subset.train)
     # The labelled rows are exactly the fraction's rows, with their labels.
     assert hidden.train.y[labelled].tolist() == subset.train.y.tolist()

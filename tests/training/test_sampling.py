@@ -9,6 +9,7 @@ from conftest import tiny_config
 from polytask import Study
 from polytask.config import TrainConfig
 from polytask.core.errors import ConfigError
+from polytask.core.targets import task_loss
 from polytask.core.tasks import infer_task
 from polytask.data import make_task_family, prepare_task
 from polytask.methods.architectures import MultiTaskModel
@@ -113,7 +114,7 @@ def test_sampling_scales_each_task_loss():
         for _ in range(steps):
             for n in data:
                 i = next(streams[n])
-                total += scale[n] * data[n].task.loss(model(data[n].train.x[i], n), data[n].train.y[i]).item()
+                total += scale[n] * task_loss(data[n].task, model(data[n].train.x[i], n), data[n].train.y[i]).item()
     assert scaled == pytest.approx(total / steps, rel=1e-5)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import blobs, da_config, shifted_pair
 
 from polytask import Study
 from polytask.core.errors import ConfigError
@@ -18,44 +19,7 @@ from polytask.study.plan import RunSpec
 from polytask.study.resolve import validate
 from polytask.study.store import ResultStore
 
-TRAIN = {"max_epochs": 2, "batch_size": 32, "lr": 0.005, "patience": 5, "min_steps_per_epoch": 3}
 EXTRA = {"method", "validator", "chosen_epoch", "target_val_at_chosen", "target_val_oracle", "oracle_epoch", "oracle_gap", "validator_scores"}
-
-
-def blobs(rng: np.random.Generator, n: int, angle: float, noise: float, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """``k`` Gaussian classes on a circle, rotated by ``angle`` degrees, plus two noise columns.
-
-    Per-task standardization removes a per-column shift or scale, not a rotation, so a
-    rotated target is a domain shift the study's own preprocessing leaves in place.
-    """
-    y = rng.integers(0, k, n)
-    theta = 2 * np.pi * y / k + np.deg2rad(angle)
-    x = 2.5 * np.stack([np.cos(theta), np.sin(theta)], 1) + rng.normal(scale=noise, size=(n, 2))
-    return np.concatenate([x, rng.normal(size=(n, 2))], 1).astype(np.float32), y
-
-
-def shifted_pair(seed: int = 0, angle: float = 50.0, noise: float = 0.5, n_source: int = 600, n_target: int = 400, val: bool = False) -> dict[str, TaskData]:
-    """A labelled source and a rotated target of the same three classes."""
-    rng = np.random.default_rng(seed)
-    xs, ys = blobs(rng, n_source, 0.0, noise)
-    xs_test, ys_test = blobs(rng, 200, 0.0, noise)
-    xt, yt = blobs(rng, n_target, angle, noise)
-    xt_test, yt_test = blobs(rng, 400, angle, noise)
-    extra = dict(zip(("x_val", "y_val"), blobs(rng, 100, angle, noise))) if val else {}
-    return {"source": TaskData(xs, ys, xs_test, ys_test), "target": TaskData(xt, yt, xt_test, yt_test, **extra)}
-
-
-def da_config(strategies: list[str], unlabeled=True, train=TRAIN, **overrides) -> dict:
-    cfg = {
-        "name": "da",
-        "seeds": 1,
-        "tasks": {"target": {"unlabeled": unlabeled}, "source": {"role": "source"}},
-        "model": {"backbone": "mlp", "mlp": {"hidden": [16], "dropout": 0.0}},
-        "strategies": strategies,
-        "train": train,
-    }
-    cfg.update(overrides)
-    return cfg
 
 
 def run_one(study: Study, strategy: str, tmp_path, seed: int = 0) -> dict:

@@ -15,7 +15,7 @@ from polytask.methods.weighting import WEIGHTINGS
 from polytask.strategies import register_strategy
 from polytask.study.resolve import validate
 
-EXAMPLES = sorted(Path(__file__).resolve().parents[1].joinpath("examples").rglob("*.yaml"))
+EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").rglob("*.yaml"))
 
 
 def test_examples_exist():

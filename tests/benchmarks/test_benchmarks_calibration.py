@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "verdict_calibration.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "verdict_calibration.py"
 sys.path.insert(0, str(SCRIPT.parent))
 
 from verdict_calibration import _clopper_pearson, _judge  # noqa: E402

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import pytest
 import torch
 from torch import nn
 
+from polytask.core.targets import task_loss
 from polytask.core.tasks import Task
 from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.methods.backbones.mlp import MLP
@@ -96,7 +98,7 @@ def test_delta_uniform_weights_by_hand():
 def test_delta_attention_by_hand():
     start, model, x = delta_pair()
     y = torch.tensor([[5.0], [11.0]])  # the start predicts x @ [1, 2] = [5, 11]: loss 0
-    penalty = DELTA(start, beta=0.0).fit_attention(x, y, REG.loss, "t")
+    penalty = DELTA(start, beta=0.0).fit_attention(x, y, partial(task_loss, REG), "t")
     # zero channel 0: predictions [4, 8], MSE (1 + 9)/2 = 5; zero channel 1: [1, 3], MSE (16 + 64)/2 = 40
     # standardized increases [-1, 1]; W = 2 * softmax([-0.2, 0.2])
     w0 = 2 / (1 + math.exp(0.4))

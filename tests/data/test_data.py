@@ -11,6 +11,7 @@ import torch
 
 from polytask.config import DataConfig
 from polytask.core.errors import ConfigError
+from polytask.core.targets import encode_targets, truth
 from polytask.core.tasks import infer_task
 from polytask.data import TaskData, load_builtin, make_task_family, prepare_task
 from polytask.data.builtin import compose_pairs, get_builtin
@@ -109,10 +110,10 @@ def test_minus_one_as_a_class_is_never_dropped_silently():
 def test_class_labels_need_not_be_indices_and_the_guess_is_told():
     two = infer_task("t", np.array([1, 2, 2, 1, -1]))  # -1: missing
     assert (two.kind, two.classes) == ("binary", (1.0, 2.0)) and "read as two classes" in two.note
-    np.testing.assert_array_equal(two.encode_targets(np.array([2, 1, -1])).numpy()[:2, 0], [1.0, 0.0])
+    np.testing.assert_array_equal(encode_targets(two, np.array([2, 1, -1])).numpy()[:2, 0], [1.0, 0.0])
     seven = infer_task("t", np.array([3, 5, 7, 9, 11, 13, 15]))
     assert (seven.kind, seven.n_outputs) == ("classification", 7) and "7 classes" in seven.note
-    assert seven.encode_targets(np.array([15, 3])).tolist() == [6, 0]
+    assert encode_targets(seven, np.array([15, 3])).tolist() == [6, 0]
     assert infer_task("t", np.array([0, 1, 2, 0])).note is None  # 0..C-1: nothing to tell
     with pytest.raises(ConfigError, match="roc_auc"):
         infer_task("t", np.array([0.5, 1.5]), metric="roc_auc")
@@ -126,7 +127,7 @@ def test_regression_targets_are_standardized_with_the_runs_training_rows():
     d = TaskData(x[order], y[order], x[:50], y[:50])
     task = infer_task("t", d.y_train)
     small = prepare_task(d, task, seed=0, fraction=0.1)
-    train_y = small.task.truth(small.train.y).reshape(-1)
+    train_y = truth(small.task, small.train.y).reshape(-1)
     assert small.task.y_shift == pytest.approx(train_y.mean(), abs=1e-4)
     assert small.task.y_scale == pytest.approx(train_y.std(), rel=1e-4)
     assert small.train.y.mean().item() == pytest.approx(0.0, abs=1e-5)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "feature_cache.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "feature_cache.py"
 
 
 def test_feature_cache_quick_prints_both_timings_a_ratio_and_equal_heads():

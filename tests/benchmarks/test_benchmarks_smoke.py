@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "engine_overhead.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_overhead.py"
 
 
 def test_engine_overhead_quick_reports_a_ratio():

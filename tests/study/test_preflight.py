@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FAST_TRAIN, tiny_config
-from test_domain_adapt import da_config, shifted_pair
+from conftest import FAST_TRAIN, da_config, shifted_pair, tiny_config
 
 from polytask import ConfigError, Study
 from polytask.data import TaskData

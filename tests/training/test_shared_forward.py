@@ -10,6 +10,7 @@ from conftest import FAST_TRAIN, shared_inputs_family
 from torch import nn
 
 from polytask.config import TrainConfig
+from polytask.core.targets import labelled_rows, task_loss
 from polytask.core.tasks import infer_task
 from polytask.data import prepare_task
 from polytask.methods.architectures.multitask import MultiTaskModel
@@ -59,11 +60,11 @@ def test_partly_labelled_tasks_share_a_forward_over_the_union_and_read_their_own
     data = _prepared({"target": 0.25}, hide=True)
     torch.manual_seed(0)
     model = MultiTaskModel(Counting(), [d.task for d in data.values()]).eval()
-    idx = {"target": torch.nonzero(data["target"].task.labelled_rows(data["target"].train.y)).flatten()[:5], "aux": torch.tensor([0, 3, 50, 7])}
+    idx = {"target": torch.nonzero(labelled_rows(data["target"].task, data["target"].train.y)).flatten()[:5], "aux": torch.tensor([0, 3, 50, 7])}
     shared = _shared_losses(model, data, ["target", "aux"], idx)
     assert model.backbone.calls == 1 and model.backbone.rows == len(set(idx["target"].tolist()) | set(idx["aux"].tolist()))
     for n, rows in idx.items():
-        alone = data[n].task.loss(model(data[n].train.x[rows], n), data[n].train.y[rows])
+        alone = task_loss(data[n].task, model(data[n].train.x[rows], n), data[n].train.y[rows])
         assert shared[n].item() == pytest.approx(alone.item(), abs=1e-6)
 
 
