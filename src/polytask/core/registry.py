@@ -7,7 +7,9 @@ asking for an unknown name raises a one-line error listing the known ones.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from polytask.core.errors import ConfigError
@@ -62,3 +64,23 @@ class Registry(dict, Generic[T]):
         """Registered names matching a shell-style ``pattern`` (``"mtl*"``, ``"*grad"``), in
         registration order, like timm's ``list_models``."""
         return [n for n in self if fnmatch.fnmatchcase(n, pattern)]
+
+
+def import_modules(package: str, path: Iterable[str], first: Sequence[str] = ()) -> list[str]:
+    """Import every module of a package, so that each registers what it defines.
+
+    Args:
+        package: the package's name (``__name__`` in its ``__init__``).
+        path: its folder(s) (``__path__``).
+        first: modules imported first, in this order: the order the shipped methods'
+            names are listed in. Every other module in the folder follows, sorted, so a
+            new method file registers itself without any other change.
+
+    Returns:
+        The module names, in the order imported.
+    """
+    found = sorted(m.name for m in pkgutil.iter_modules(list(path)) if not m.name.startswith("_"))
+    names = [*first, *(n for n in found if n not in first)]
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

@@ -16,8 +16,7 @@ One file per strategy; each registers itself with :func:`register_strategy` (a
 :class:`StrategySpec` in :data:`STRATEGIES`), and this package imports them all.
 """
 
-import importlib
-
+from polytask.core.registry import import_modules
 from polytask.strategies.base import (
     ALL_TARGETS,
     STRATEGIES,
@@ -41,9 +40,9 @@ from polytask.strategies.base import (
 from polytask.strategies.features import FeatureCache
 from polytask.strategies.pretrain import pretrain
 
-# Each module registers its strategies on import; this order is the order they are listed in.
-for _module in ("scratch", "mtl", "feature_extraction", "fine_tune", "domain_adapt"):
-    importlib.import_module(f"polytask.strategies.{_module}")
+# Each module registers its strategies on import; the shipped ones are listed in this order,
+# any other module after them.
+import_modules(__name__, __path__, first=("scratch", "mtl", "feature_extraction", "fine_tune", "domain_adapt"))
 
 __all__ = [
     "ALL_TARGETS",

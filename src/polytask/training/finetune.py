@@ -30,7 +30,7 @@ from polytask.core.errors import ConfigError
 from polytask.core.targets import task_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.architectures.multitask import MultiTaskModel
-from polytask.methods.finetuning.lora import apply_lora
+from polytask.methods.finetuning.lora import apply_lora, merge_lora
 from polytask.methods.finetuning.recipes import GradualUnfreeze, freeze_batchnorm, layerwise_lr_groups, select_trainable
 from polytask.methods.finetuning.regularizers import create_regularizer
 from polytask.training.engine import FitResult, fit
@@ -149,7 +149,5 @@ def fine_tune_model(
     if penalty is not None and hasattr(penalty, "detach"):
         penalty.detach()
     if cfg.lora is not None:
-        from polytask.methods.finetuning.lora import merge_lora
-
         merge_lora(model.backbone)
     return result

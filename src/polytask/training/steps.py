@@ -17,6 +17,7 @@ from torch import nn
 
 from polytask.core.errors import DivergedError
 from polytask.core.targets import task_loss
+from polytask.data.augment import augmented_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
 from polytask.training.taskgrads import assign_gradient, task_gradients
@@ -120,8 +121,6 @@ def _task_loss(model: nn.Module, d: PreparedTask, name: str, idx: torch.Tensor, 
     if augmenter is None:
         loss = task_loss(d.task, model(x, name), y)
     else:
-        from polytask.data.augment import augmented_loss
-
         aug = augmenter(x, gen)
         x = aug.x
         loss = augmented_loss(partial(task_loss, d.task), model(x, name), y, aug)

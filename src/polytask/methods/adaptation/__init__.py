@@ -12,8 +12,7 @@ The contract is in :mod:`~polytask.methods.adaptation.base`, the shared losses i
 it on import.
 """
 
-import importlib
-
+from polytask.core.registry import import_modules
 from polytask.methods.adaptation.base import ADAPTERS, Adapter, adapter_names, create_adapter, register_adapter
 from polytask.methods.adaptation.losses import (
     GradientReversal,
@@ -28,9 +27,8 @@ from polytask.methods.adaptation.losses import (
 )
 
 # Registration order is the order method names are listed everywhere (adapter_names, error
-# messages, studies), so the method modules are imported in this fixed order, not sorted.
-for _module in ("dann", "dan", "deep_coral", "cdan", "mcc", "adabn", "mcd", "mdd"):
-    importlib.import_module(f"{__name__}.{_module}")
+# messages, studies): the shipped methods in this order, then any other module, sorted.
+import_modules(__name__, __path__, first=("dann", "dan", "deep_coral", "cdan", "mcc", "adabn", "mcd", "mdd"))
 
 # The method classes stay importable from the package; imported only after the loop above
 # so that it alone decides the registration order.

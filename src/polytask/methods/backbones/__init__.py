@@ -27,8 +27,7 @@ Each module registers what it builds when imported; this package imports them al
 a fixed order (the order names are listed in).
 """
 
-import importlib
-
+from polytask.core.registry import import_modules
 from polytask.methods.backbones.base import (
     BACKBONES,
     PREFIXES,
@@ -45,8 +44,7 @@ from polytask.methods.backbones.base import (
     register_pretrained,
 )
 
-for _module in ("mlp", "cnn", "gru", "efficientnet", "minilm", "hf", "timm", "run", "module"):
-    importlib.import_module(f"{__name__}.{_module}")
+import_modules(__name__, __path__, first=("mlp", "cnn", "gru", "efficientnet", "minilm", "hf", "timm", "run", "module"))
 
 __all__ = [
     "BACKBONES",

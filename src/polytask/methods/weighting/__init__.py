@@ -9,13 +9,10 @@ Use in your own loop::
 Every module in this package registers its methods on import.
 """
 
-import importlib
-import pkgutil
-
+from polytask.core.registry import import_modules
 from polytask.methods.weighting.base import WEIGHTINGS, Weighting, create, register_weighting, uses_rep_grad, weighting_names
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+# Sorted by file name: that is the order the methods are listed in.
+import_modules(__name__, __path__)
 
 __all__ = ["WEIGHTINGS", "Weighting", "create", "register_weighting", "uses_rep_grad", "weighting_names"]

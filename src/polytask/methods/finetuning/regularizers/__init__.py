@@ -6,13 +6,12 @@ the per-step call, ``trainable_parameters``) is described in
 (``l2-sp``, ``delta``, ``bss``, ``lwf``) registers it on import.
 """
 
-import importlib
-
+from polytask.core.registry import import_modules
 from polytask.methods.finetuning.regularizers.base import REGULARIZERS, Penalty, create_regularizer, register_regularizer, regularizer_names
 
-# Each module registers its regularizer on import; this order is the order they are listed in.
-for _module in ("l2_sp", "delta", "bss", "lwf"):
-    importlib.import_module(f"{__name__}.{_module}")
+# Each module registers its regularizer on import; the shipped ones are listed in this
+# order, any other module after them.
+import_modules(__name__, __path__, first=("l2_sp", "delta", "bss", "lwf"))
 
 # The classes, imported only after the loop above so that it alone sets the registration order.
 from polytask.methods.finetuning.regularizers.bss import BSS  # noqa: E402
