@@ -101,7 +101,7 @@ def _grad_step(model, data, method, steps: int, mode: str) -> float:
         z = model.backbone(batch)
         losses = [task_loss(d.task, model.heads[n](z), d.train.y[: len(batch)]) for n, d in data.items()]
         if mode == "engine":
-            _backward(losses, method, shared, others, epoch=1)
+            _backward(losses, method, shared, others)
         else:
             grads = task_gradients(losses, shared, batched=mode == "vectorized")
             if mode in ("vectorized", "loop"):
@@ -129,10 +129,10 @@ def _rep_step(model, data, method, steps: int, rep_grad: bool) -> float:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         if rep_grad:
-            _rep_grad_step(model, x, data, idx, method, epoch=1)
+            _rep_grad_step(model, x, data, idx, method)
         else:
             z = model.backbone(x[idx])
-            _backward([task_loss(d.task, model.heads[n](z), d.train.y[idx]) for n, d in data.items()], method, shared, others, epoch=1)
+            _backward([task_loss(d.task, model.heads[n](z), d.train.y[idx]) for n, d in data.items()], method, shared, others)
         opt.step()
         if k:
             times.append(time.perf_counter() - t0)

@@ -53,6 +53,7 @@ def compare(
     config: Path = typer.Argument(..., help="Study config (YAML)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Study folder [default: runs/<name>]; finished runs in it are kept."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Override the config's number of seeds."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps; overrides train.device."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes running runs in parallel."),
     relate_first: bool = typer.Option(False, "--relate", help="First rank the candidate sources (as 'polytask relate', defaults) into the study folder."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, pretraining and tuning the study would do, with a time estimate; write nothing."),
@@ -67,6 +68,9 @@ def compare(
         if seeds is not None:
             # Validated again as a whole: other fields are checked against the seeds (tune.seed).
             cfg = validate({**cfg.model_dump(mode="json", by_alias=True), "seeds": seeds}, source=f"{config} with --seeds {seeds}")
+        if device is not None:
+            raw = cfg.model_dump(mode="json", by_alias=True)
+            cfg = validate({**raw, "train": {**raw["train"], "device": device}}, source=f"{config} with --device {device}")
         out = out or Path("runs") / cfg.name
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out '{out}' is a file; expected a study folder")

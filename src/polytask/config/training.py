@@ -3,6 +3,7 @@ balancing, and tuning."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +26,13 @@ class TrainConfig(Frozen):
             steps as the largest task: an unfair budget that flatters multi-task learning.
         backbone_lr_ratio: fine-tuning learning rate of pretrained shared layers, as a
             fraction of ``lr`` (new heads use ``lr``).
+        device: where runs train: ``auto`` (CUDA, then MPS, then the CPU), ``cpu``,
+            ``cuda``, ``cuda:N`` or ``mps``; ``--device`` overrides it. Not part of the
+            study's fingerprint: each result row records the device it ran on, and the
+            analysis warns when a study's rows come from different devices.
+        precision: ``32`` (float32), ``bf16-mixed`` or ``16-mixed`` (``torch.autocast``;
+            16-mixed also scales the loss so that float16 gradients do not underflow).
+            Parameters, optimizer state and combined task gradients stay in float32.
     """
 
     max_epochs: int = Field(100, ge=1)
@@ -34,6 +42,20 @@ class TrainConfig(Frozen):
     patience: int = Field(10, ge=1)
     min_steps_per_epoch: int = Field(20, ge=1)
     backbone_lr_ratio: float = Field(0.1, gt=0, le=1)
+    device: str = "auto"
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return v
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 class FineTuneConfig(BaseModel):

@@ -220,8 +220,8 @@ def _version_warnings(rows) -> list[str]:
         for lib, version in (r.get("versions") or {}).items():
             seen[lib][version] += 1
     return [
-        f"runs were made with different {lib} versions ({', '.join(f'{v}: {n} run(s)' for v, n in sorted(counts.items()))}); "
-        "their numbers may differ for that reason alone"
+        f"runs were made {'on different devices' if lib == 'device' else f'with different {lib} versions'} "
+        f"({', '.join(f'{v}: {n} run(s)' for v, n in sorted(counts.items()))}); their numbers may differ for that reason alone"
         for lib, counts in seen.items()
         if len(counts) > 1
     ]

@@ -86,6 +86,10 @@ def study_fingerprint(
     if backbone is not None:
         parts["model"] = {**parts["model"], "backbone": backbone}
     parts["sources"] = dict(sorted((sources or {}).items()))
+    # Where runs train is the machine's business (each row records its device); float32,
+    # the default precision, is left out so that studies fingerprinted before the setting
+    # existed keep their fingerprint.
+    parts["train"] = {k: v for k, v in parts["train"].items() if k != "device" and not (k == "precision" and v == "32")}
     return value_digest(parts)[:12], parts
 
 

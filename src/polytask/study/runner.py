@@ -38,6 +38,7 @@ from polytask.study.resolve import load_config as resolve_file
 from polytask.study.resolve import resolve, validate
 from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
 from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
+from polytask.training.devices import device_name, resolve_device
 
 # Loading the data and building the models live in polytask.study.inputs and
 # polytask.study.models; these names stay importable from here.
@@ -155,7 +156,7 @@ class Study(StudyInputs, StudyModels):
                 "metric": tasks[spec.task].metric,
                 "model_id": job.model_id,
                 "fingerprint": self.fingerprint,
-                "versions": versions(),
+                "versions": {**versions(), "device": device_name(resolve_device(self.config.train.device))},
                 **({"tuned": tuned} if tuned else {}),
             }
             for spec in job.specs
@@ -198,6 +199,7 @@ class Study(StudyInputs, StudyModels):
         """
         out = Path(out) if out is not None else Path("runs") / self.config.name
         self.load()
+        resolve_device(self.config.train.device)  # a device this machine lacks fails before anything is written
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.yaml", yaml.safe_dump(self.resolved_config().model_dump(mode="json", by_alias=True), sort_keys=False))
         fingerprint = self.fingerprint

@@ -4,7 +4,13 @@ AdamW over the trainable parameters (optionally in groups with their own learnin
 rates), batches from every task at each step (one forward pass for tasks on the same
 inputs), task losses combined by a weighting method (a plain sum by default), early
 stopping on a validation criterion, best-state restore. Randomness (batch order,
-dropout) comes from the run's seed only, so the same seed gives the same numbers on CPU.
+dropout) comes from the run's seed only, so the same seed gives the same numbers on CPU
+(and on one CUDA device type, with :func:`~polytask.training.devices.set_deterministic`).
+
+The model, the training and validation tensors and the weighting method's state live on
+``train.device``; forward passes run under ``train.precision`` (autocast), evaluation in
+float32. Nothing is read back to the host per step: the divergence check reads the running
+loss sum every :data:`~polytask.training.steps.CHECK_EVERY` steps.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from polytask.core.targets import labelled_rows, task_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
 from polytask.training.batches import _batches, _Rows, same_input_groups
+from polytask.training.devices import autocast, grad_scaler, resolve_device, set_deterministic, tasks_to
 from polytask.training.evaluate import EVAL_BATCH, Predictions, _criterion, _validate, evaluate, predict
 from polytask.training.sampling import batch_plan
-from polytask.training.steps import _backward, _check_rep_grad, _rep_grad_step, _shared_losses, _shared_params, _task_loss
+from polytask.training.steps import CHECK_EVERY, _backward, _check_rep_grad, _rep_grad_step, _shared_losses, _shared_params, _task_loss, check_finite
 
 # Evaluation, batching and step helpers live in their own modules; these names stay
 # importable from here.
@@ -122,7 +129,19 @@ def fit(
     """
     start = time.perf_counter()
     seed_everything(seed)
+    device = resolve_device(train.device)
+    set_deterministic(device)
+    # Batch order is drawn on the CPU whatever the device, so a seed orders rows alike everywhere.
     gen = torch.Generator().manual_seed(seed)
+    model.to(device)
+    data = tasks_to(data, device)
+    if weighting is not None:
+        weighting.to(device)
+    if isinstance(penalty, nn.Module):
+        penalty.to(device)
+    scaler = grad_scaler(device, train.precision)
+    if scaler is not None and rep_grad:
+        raise ValueError("rep_grad does not combine with 16-mixed precision (no loss scaling on the representation): use bf16-mixed or 32")
     names = list(data)
     augment = {n: a for n, a in (augment or {}).items() if a is not None and n in data}
     if penalty is not None and weighting is not None:
@@ -163,45 +182,57 @@ def fit(
     if penalty is not None and hasattr(penalty, "begin"):
         penalty.begin(train.max_epochs * steps)
 
+    def cast():
+        return autocast(device, train.precision)
+
+    # Running sums stay on the device (float64 where it has it: the same sums as on the CPU).
+    wide = torch.float32 if device.type == "mps" else torch.float64
     best_score, best_state, best_epoch, best_val, stale = -math.inf, None, 0, {}, 0
     history: list[dict[str, float]] = []
     for epoch in range(1, train.max_epochs + 1):
         model.train()
-        total = 0.0
-        weight_sum = torch.zeros(len(names), dtype=torch.float64)
-        for _ in range(steps):
+        running = torch.zeros((), dtype=wide, device=device)
+        weight_sum = torch.zeros(len(names), dtype=wide, device=device)
+        for step in range(steps):
             opt.zero_grad(set_to_none=True)
             if rep_grad:
                 idx = next(stream)
                 batches = dict.fromkeys(names, idx)
-                value, weights = _rep_grad_step(model, shared_x, data, idx, weighting, epoch)
+                value, weights = _rep_grad_step(model, shared_x, data, idx, weighting, cast)
             else:
                 batches = batcher.draw()
                 by_task: dict[str, torch.Tensor] = {}
-                for g in batcher.forward_groups:
-                    if len(g) > 1:
-                        by_task.update(_shared_losses(model, data, g, batches))
-                    else:
-                        by_task[g[0]] = _task_loss(model, data[g[0]], g[0], batches[g[0]], augment.get(g[0]), gen, penalty)
-                task_losses = [by_task[n] for n in names]
+                with cast():
+                    for g in batcher.forward_groups:
+                        if len(g) > 1:
+                            by_task.update(_shared_losses(model, data, g, batches))
+                        else:
+                            by_task[g[0]] = _task_loss(model, data[g[0]], g[0], batches[g[0]], augment.get(g[0]), gen, penalty)
+                task_losses = [by_task[n].float() for n in names]
                 if scale is not None:
                     task_losses = [scale[n] * loss for n, loss in zip(names, task_losses)]
-                value, weights = _backward(task_losses, weighting, shared, others, epoch)
-            opt.step()
-            total += value
+                value, weights = _backward(task_losses, weighting, shared, others, scaler)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            running += value.to(wide)
+            if (step + 1) % CHECK_EVERY == 0 or step + 1 == steps:
+                check_finite(running, epoch)
             if weights is not None:
-                weight_sum += weights.detach().to(torch.float64)
+                weight_sum += weights.detach().to(wide)
             if learns_after_step:
                 # FAMO-style methods learn from how much this very step lowered each loss.
-                with torch.no_grad():
-                    after = torch.stack([task_loss(data[n].task, model(data[n].train.x[i], n), data[n].train.y[i]) for n, i in batches.items()])
+                with torch.no_grad(), cast():
+                    after = torch.stack([task_loss(data[n].task, model(data[n].train.x[i], n), data[n].train.y[i]).float() for n, i in batches.items()])
                 weighting.after_step(after)
         if weighting is not None:
             weighting.on_epoch_end()
 
         metrics, losses = _validate(model, data, one_representation)
         score = score_of(metrics, losses)
-        record = {"epoch": epoch, "train_loss": total / steps, **{f"val_{n}": v for n, v in metrics.items()}}
+        record = {"epoch": epoch, "train_loss": running.item() / steps, **{f"val_{n}": v for n, v in metrics.items()}}
         if weighting is not None:
             record.update({f"w_{n}": float(w) / steps for n, w in zip(names, weight_sum)})
         history.append(record)

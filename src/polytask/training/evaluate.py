@@ -19,6 +19,7 @@ from polytask.core.targets import labelled_rows, predictions, task_loss, task_sc
 from polytask.core.tasks import higher_is_better
 from polytask.data.prepare import PreparedTask, Split
 from polytask.training.batches import same_input_groups
+from polytask.training.devices import module_device
 
 # Rows per forward pass when evaluating or caching features. Large batches do not pay on
 # CPU: EfficientNet-Lite0 at 64 px computes 600 rows 2.9x faster in batches of 128 than in
@@ -28,10 +29,12 @@ EVAL_BATCH = 128
 
 @torch.no_grad()
 def _outputs(model: nn.Module, task: PreparedTask, split: Split) -> torch.Tensor:
-    """Head outputs of ``model`` for every row of ``split`` (eval mode, in batches)."""
+    """Head outputs of ``model`` for every row of ``split`` (eval mode, in batches), on the
+    CPU: each batch goes to the model's device and its outputs come back."""
     was = model.training
     model.eval()
-    outs = [model(x, task.task.name) for x in split.x.split(EVAL_BATCH)]
+    device = module_device(model)
+    outs = [model(x.to(device), task.task.name).float().cpu() for x in split.x.split(EVAL_BATCH)]
     model.train(was)
     return torch.cat(outs)
 

@@ -8,6 +8,7 @@ by a gradient method.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import partial
 
@@ -53,46 +54,69 @@ def _shared_params(model: nn.Module, weighting: Weighting | None) -> list[torch.
     return shared
 
 
-def _finite(total: torch.Tensor, epoch: int) -> float:
-    value = total.item()  # one scalar read per step, reused for the check and the log
+# The divergence check reads the running loss sum from the device this often (steps), not
+# once per step: on a GPU every read waits for the queued work to finish.
+CHECK_EVERY = 32
+
+
+def check_finite(running: torch.Tensor, epoch: int) -> None:
+    """Raise when the running sum of training losses is NaN or infinite."""
+    value = running.item()
     if not math.isfinite(value):
         raise DivergedError(f"training loss became {value} at epoch {epoch}")
-    return value
 
 
-def _backward(losses: list[torch.Tensor], weighting: Weighting | None, shared: list[torch.Tensor], others: list[torch.Tensor], epoch: int):
-    """Fill ``.grad`` for one step; return the summed task loss and the task weights used.
+def _backward(
+    losses: list[torch.Tensor],
+    weighting: Weighting | None,
+    shared: list[torch.Tensor],
+    others: list[torch.Tensor],
+    scaler: torch.amp.GradScaler | None = None,
+):
+    """Fill ``.grad`` for one step; return the summed task loss (a detached tensor) and the
+    task weights used.
 
     ``None`` sums the losses. A loss-weighting method scales them. A gradient method
     combines the per-task gradients of the shared layers, while each head, which only
     its own task's loss reaches, gets its task's plain gradient: balancing is about the
     shared layers, and a constant scale on one head's gradient would be undone by
     AdamW's per-parameter normalization anyway.
+
+    With a loss ``scaler`` (float16), gradients are taken of the scaled losses; a gradient
+    method combines them unscaled and in float32 or wider, and the combination is scaled
+    back so that the scaler's step unscales every gradient alike (and skips the step when
+    one overflowed).
     """
     if len(losses) == 1 and weighting is None:
         total = losses[0]
     else:
         total = torch.stack(losses).sum()
-    value = _finite(total, epoch)
+    scale = (lambda t: scaler.scale(t)) if scaler is not None else (lambda t: t)
     if weighting is None:
-        total.backward()
-        return value, None
+        scale(total).backward()
+        return total.detach(), None
     stacked = torch.stack(losses)
     if not weighting.requires_grads:
         weights = weighting.weights(stacked.detach())
-        (weights.to(stacked.dtype) * stacked).sum().backward()
-        return value, weights
-    grads = task_gradients(losses, shared)
-    combined, weights = weighting.combine(grads, stacked.detach())
-    head_grads = torch.autograd.grad(total, others, allow_unused=True) if others else []
+        scale((weights.to(stacked.dtype) * stacked).sum()).backward()
+        return total.detach(), weights
+    s = scaler.get_scale() if scaler is not None else 1.0
+    grads = task_gradients([scale(loss) for loss in losses], shared)
+    if s != 1.0:
+        grads = grads.float() / s
+    if torch.isfinite(grads).all():
+        combined, weights = weighting.combine(grads, stacked.detach())
+    else:  # a float16 overflow: the scaler skips this step; no method sees the infinities
+        combined, weights = grads.sum(0), None
+    head_grads = torch.autograd.grad(scale(total), others, allow_unused=True) if others else []
     for p, g in zip(others, head_grads):
         if g is not None:
             p.grad = g
-    assign_gradient(shared, combined)
-    return value, weights
+    assign_gradient(shared, combined * s if s != 1.0 else combined)
+    return total.detach(), weights
 
 
-def _rep_grad_step(model: nn.Module, x: torch.Tensor, targets: dict[str, PreparedTask], idx: torch.Tensor, weighting: Weighting, epoch: int):
+def _rep_grad_step(model: nn.Module, x: torch.Tensor, targets: dict[str, PreparedTask], idx: torch.Tensor, weighting: Weighting, cast=contextlib.nullcontext):
     """One step's gradients with the tasks balanced on the shared representation.
 
     ``z = backbone(x)`` once; each task's gradient with respect to ``z`` (through its
@@ -100,19 +124,21 @@ def _rep_grad_step(model: nn.Module, x: torch.Tensor, targets: dict[str, Prepare
     backbone in one backward pass. By the chain rule a combination ``sum_t w_t dL_t/dz``
     gives the backbone ``sum_t w_t dL_t/dtheta``; heads get their own task's gradient.
     """
-    z = model.backbone(x[idx])
-    rep = z.detach().requires_grad_()
-    losses = [task_loss(d.task, model.heads[n](rep), d.train.y[idx]) for n, d in targets.items()]
+    with cast():
+        z = model.backbone(x[idx])
+        rep = z.detach().requires_grad_()
+        losses = [task_loss(d.task, model.heads[n](rep), d.train.y[idx]) for n, d in targets.items()]
     stacked = torch.stack(losses)
-    value = _finite(stacked.sum(), epoch)
     grads = []
     for loss in losses:
         (g,) = torch.autograd.grad(loss, rep, retain_graph=True, allow_unused=True)
         grads.append(torch.zeros_like(rep) if g is None else g)
-    combined, weights = weighting.combine(torch.stack(grads).flatten(1), stacked.detach())
+    # Combined in float32 at least, whatever precision the representation was computed in.
+    flat = torch.stack(grads).flatten(1)
+    combined, weights = weighting.combine(flat if flat.dtype in (torch.float32, torch.float64) else flat.float(), stacked.detach())
     stacked.sum().backward()  # heads' gradients; what reaches ``rep`` is discarded
-    z.backward(combined.view_as(z))
-    return value, weights
+    z.backward(combined.view_as(z).to(z.dtype))
+    return stacked.sum().detach(), weights
 
 
 def _task_loss(model: nn.Module, d: PreparedTask, name: str, idx: torch.Tensor, augmenter, gen: torch.Generator, penalty) -> torch.Tensor:

@@ -76,7 +76,7 @@ class AlignedMTL(Weighting):
     def combine(self, grads: Tensor, losses: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         g = grads.detach().to(torch.float64)
         t = g.shape[0]
-        pre = self.task_weights if self.task_weights is not None else torch.ones(t, dtype=torch.float64)
+        pre = self.task_weights if self.task_weights is not None else torch.ones(t, dtype=torch.float64, device=g.device)
         # One Gram matrix of the float64 gradients; normalising by the largest row norm is
         # then done on the T x T matrix (no second full-size copy).
         gram = g @ g.T
@@ -85,7 +85,7 @@ class AlignedMTL(Weighting):
             # B scales like 1 (s / sqrt(lambda)): compute it on the normalised Gram matrix.
             b = alignment_matrix(gram / top2, self.scale_mode, self.rank_tol)
         else:
-            b = torch.zeros(t, t, dtype=torch.float64)
+            b = torch.zeros(t, t, dtype=torch.float64, device=g.device)
         w = b @ pre.to(b.device)
         combined = w @ g
         w_out = w.to(grads.dtype)

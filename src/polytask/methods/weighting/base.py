@@ -60,6 +60,15 @@ class Weighting:
         self.generator = torch.Generator().manual_seed(seed)
         self.last_weights: Tensor | None = None
 
+    def to(self, device: torch.device | str) -> Weighting:
+        """Move the method's tensor state to ``device``, where the model trains. Its random
+        generator stays on the CPU (draws are moved), so a seed gives the same draws on
+        every device."""
+        for key, value in vars(self).items():
+            if isinstance(value, Tensor):
+                setattr(self, key, value.to(device))
+        return self
+
     def weights(self, losses: Tensor) -> Tensor:
         """Task weights from the losses alone (loss-weighting methods)."""
         raise TypeError(f"{self.name} is a gradient method: call combine(grads, losses)")

@@ -46,7 +46,7 @@ class DynamicWeightAverage(Weighting):
         self._sum += loss64
         self._count += 1
         if len(self.epoch_losses) < 2:
-            w = torch.ones(self.n_tasks, dtype=torch.float64)
+            w = torch.ones(self.n_tasks, dtype=torch.float64, device=losses.device)
         else:
             prev2, prev1 = self.epoch_losses
             # Guard a zero average loss (a solved task): its ratio then counts as 1.
@@ -59,5 +59,5 @@ class DynamicWeightAverage(Weighting):
         if self._count == 0:
             return  # an epoch without steps carries no loss information
         self.epoch_losses = (self.epoch_losses + [self._sum / self._count])[-2:]
-        self._sum = torch.zeros(self.n_tasks, dtype=torch.float64)
+        self._sum = torch.zeros_like(self._sum)
         self._count = 0

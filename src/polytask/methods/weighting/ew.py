@@ -19,8 +19,8 @@ class EqualWeighting(Weighting):
     requires_grads = False
 
     def weights(self, losses: Tensor) -> Tensor:
-        return torch.ones(self.n_tasks, dtype=losses.dtype)
+        return torch.ones(self.n_tasks, dtype=losses.dtype, device=losses.device)
 
     def combine(self, grads: Tensor, losses: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        w = torch.ones(grads.shape[0], dtype=grads.dtype)
+        w = torch.ones(grads.shape[0], dtype=grads.dtype, device=grads.device)
         return grads.sum(0), w

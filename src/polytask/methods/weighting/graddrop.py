@@ -59,7 +59,7 @@ class GradDrop(Weighting):
         mass = pos - neg
         # P = 0.5 (1 + sum g / sum |g|); 0.5 where all gradients are zero (no 0/0).
         purity = 0.5 * (1.0 + torch.where(mass > 0, total / torch.where(mass > 0, mass, 1.0), 0.0))
-        u = torch.rand(g.shape[1], generator=self.generator, dtype=torch.float64).to(g.device)
+        u = torch.rand(g.shape[1], generator=self.generator, dtype=torch.float64, device="cpu").to(g.device)
         first = u < purity
         leak = self._leak.to(g.device)
         if bool((leak == leak[0]).all()):

@@ -58,9 +58,9 @@ class GradVac(Weighting):
         g = grads.detach().to(torch.float64)
         t = g.shape[0]
         gram = (g @ g.T).cpu()
-        coef = torch.eye(t, dtype=torch.float64)  # row i: g_i^PT = coef[i] @ g
+        coef = torch.eye(t, dtype=torch.float64, device=g.device)  # row i: g_i^PT = coef[i] @ g
         for i in range(t):
-            for j in torch.randperm(t, generator=self.generator).tolist():
+            for j in torch.randperm(t, generator=self.generator, device="cpu").tolist():
                 if j == i:
                     continue
                 # ||g_i^PT||^2 = c_i G c_i^T; clamp rounding below zero.

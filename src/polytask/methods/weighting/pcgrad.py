@@ -45,7 +45,7 @@ class PCGrad(Weighting):
         coef = torch.eye(t, dtype=torch.float64, device=g.device)  # row i: g_i^PC = coef[i] @ g
         for i in range(t):
             # One fresh random order of the other tasks per task i (as in the paper).
-            for j in torch.randperm(t, generator=self.generator).tolist():
+            for j in torch.randperm(t, generator=self.generator, device="cpu").tolist():
                 if j == i or gram[j, j] <= 0:
                     continue
                 dot = coef[i] @ gram[:, j]  # g_i^PC . g_j

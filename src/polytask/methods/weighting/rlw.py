@@ -28,7 +28,7 @@ class RandomLossWeighting(Weighting):
     requires_grads = False
 
     def weights(self, losses: Tensor) -> Tensor:
-        z = torch.randn(self.n_tasks, generator=self.generator, dtype=torch.float64)
+        z = torch.randn(self.n_tasks, generator=self.generator, dtype=torch.float64, device="cpu").to(losses.device)
         w = torch.softmax(z, dim=0)
         self.last_weights = w.to(losses.dtype)
         return self.last_weights

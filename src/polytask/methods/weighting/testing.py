@@ -92,7 +92,28 @@ def check_seeded(method: str | Factory) -> None:
     torch.testing.assert_close(a[0], b[0], msg="the same seed gave another result after the global random state changed")
 
 
-CHECKS = (check_weight_convention, check_zero_gradient_row, check_single_task, check_identical_gradients, check_seeded)
+def check_stays_on_the_inputs_device(method: str | Factory) -> None:
+    """Every tensor the method makes follows the gradients' device (and ``to(device)``
+    moves its state), so it runs where the model trains.
+
+    Checked without a GPU: inside ``torch.device("meta")`` a tensor created without an
+    explicit device lands on the meta device, and its results would too.
+    """
+    grads, losses = _case(3)
+    expected = _run(_factory(method)(3, 0), grads, losses)
+    m = _factory(method)(3, 0).to(grads.device)
+    with torch.device("meta"):
+        try:
+            got = _run(m, grads, losses)
+        except (NotImplementedError, RuntimeError, TypeError) as e:  # a meta tensor reached .item(), numpy or a kernel
+            raise AssertionError(f"a tensor was created off the gradients' device ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    for a, b, what in ((got[0], expected[0], "combined gradient"), (got[1], expected[1], "weights")):
+        if b is not None:
+            assert a.device == grads.device, f"the {what} is on {a.device}, not on the gradients' device {grads.device}"
+            torch.testing.assert_close(a, b, msg=f"the {what} changed when made on the gradients' device")
+
+
+CHECKS = (check_weight_convention, check_zero_gradient_row, check_single_task, check_identical_gradients, check_seeded, check_stays_on_the_inputs_device)
 
 
 def check_weighting(method: str | Factory) -> None:

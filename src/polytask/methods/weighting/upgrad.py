@@ -76,7 +76,7 @@ class UPGrad(Weighting):
         g = grads.detach().to(torch.float64)
         t = g.shape[0]
         pref = (self.pref_vector if self.pref_vector is not None
-                else torch.full((t,), 1.0 / t, dtype=torch.float64)).numpy()
+                else torch.full((t,), 1.0 / t, dtype=torch.float64, device="cpu")).cpu().numpy()
         trace = float((g * g).sum())
         if trace > 0:
             gs = g / trace**0.5  # the projection weights are scale-invariant; keep entries O(1)
