@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import multiprocessing as mp
+import os
 import queue
 import signal
 import sys
@@ -41,6 +42,7 @@ def run_local(
     jobs: list[Job],
     workers: int,
     deliver: Callable[[list[dict[str, Any]]], None],
+    gpus: list[str] | None = None,
 ) -> None:
     """Run ``pretrainings``, then ``jobs``, in ``workers`` forked processes.
 
@@ -49,6 +51,9 @@ def run_local(
             runs that need it, which retry it and record the failure themselves.
         execute: trains one job and returns its rows.
         deliver: called in the driver with each job's rows as they arrive.
+        gpus: GPU ids the workers are pinned to in turn (``CUDA_VISIBLE_DEVICES``, set
+            before a worker touches CUDA); empty or None: no pinning. The driver never
+            initialises CUDA (it only counts devices), so forked workers can use it.
 
     On Ctrl-C (or any error here) the workers are terminated at once: what has not started
     is dropped, every row already returned is delivered, and the error is raised again.
@@ -56,7 +61,8 @@ def run_local(
     global _WORK
     _WORK = (pretrain, execute)
     arrived: queue.Queue = queue.Queue()
-    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
+    ctx = mp.get_context("fork")
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(ctx.Value("i", 0), list(gpus or [])))
     # A Pool quietly replaces a worker that dies (the OOM killer, a crash), and the job it
     # held never reports back: watch the original workers instead of waiting forever.
     started = list(pool._pool)
@@ -98,7 +104,19 @@ def _check_alive(workers: list) -> None:
             raise WorkerDiedError(f"a worker process ended while running the study ({how}{hint}); its run was lost")
 
 
-def _init_worker() -> None:
+def pin_gpu(counter, gpus: list[str]) -> str | None:
+    """Give this worker the next GPU of ``gpus`` in turn (a replaced worker takes the next)."""
+    if not gpus:
+        return None
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    return os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+def _init_worker(counter, gpus: list[str]) -> None:
+    pin_gpu(counter, gpus)
     # Several processes on few cores: one thread each avoids oversubscription.
     torch.set_num_threads(1)
     # Ctrl-C reaches every process of the terminal's group; the driver alone handles it

@@ -38,7 +38,7 @@ from polytask.study.resolve import load_config as resolve_file
 from polytask.study.resolve import resolve, validate
 from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
 from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
-from polytask.training.devices import device_name, resolve_device
+from polytask.training.devices import device_name, resolve_device, worker_gpus
 
 # Loading the data and building the models live in polytask.study.inputs and
 # polytask.study.models; these names stay importable from here.
@@ -313,4 +313,5 @@ class Study(StudyInputs, StudyModels):
             jobs=pending,
             workers=workers,
             deliver=deliver,
+            gpus=worker_gpus(self.config.train.device, workers),
         )

@@ -2,8 +2,9 @@
 onto it, autocast and loss scaling for mixed precision, and determinism flags.
 
 ``auto`` picks CUDA, then Apple's MPS, then the CPU. Checking for CUDA here does not
-initialise it (PyTorch asks NVML for the device count where it can), so a driver that
-only resolves names can still fork worker processes that use the GPU.
+initialise it (``torch.cuda.device_count`` asks NVML where it can, unlike
+``torch.cuda.is_available``), so a driver that only resolves names can still fork worker
+processes that use the GPU.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if not DEVICE_PATTERN.fullmatch(spec):
         raise ConfigError(f"device '{spec}' is not one of auto, cpu, cuda, cuda:N, mps")
     if spec == "auto":
-        if torch.cuda.is_available():
+        if cuda_count():
             return torch.device("cuda")
         return torch.device("mps") if _mps_available() else torch.device("cpu")
     if spec.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        count = cuda_count()
         index = int(spec.partition(":")[2] or 0)
         if index >= count:
             have = f"{count} CUDA device(s)" if count else "no CUDA device (or a CPU-only PyTorch)"
@@ -49,6 +50,28 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "mps" and not _mps_available():
         raise ConfigError("device 'mps' was asked for, but MPS is not available here; use --device cpu or auto")
     return torch.device(spec)
+
+
+def cuda_count() -> int:
+    """Visible CUDA devices, counted without initialising CUDA in this process."""
+    return torch.cuda.device_count() if torch.backends.cuda.is_built() else 0
+
+
+def worker_gpus(spec: str, workers: int) -> list[str]:
+    """The GPU each of several local workers is pinned to, in turn (empty: no pinning).
+
+    With ``auto`` or ``cuda`` and more than one visible GPU, worker ``i`` sees only GPU
+    ``i mod n`` (through ``CUDA_VISIBLE_DEVICES``), so N workers spread over the GPUs; a
+    named ``cuda:N`` keeps every worker on that GPU.
+    """
+    if workers <= 1 or spec not in ("auto", "cuda"):
+        return []
+    count = cuda_count()
+    if count <= 1:
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(count)]
+    return ids[:count]
 
 
 def device_name(device: torch.device) -> str:
