@@ -27,6 +27,7 @@ LAYERS = [
     ("strategies", ["polytask.strategies"]),
     ("study", ["polytask.study"]),
     ("insights", ["polytask.insights"]),
+    ("lifecycle", ["polytask.lifecycle"]),
     ("report", ["polytask.report"]),
     # A study folder's answer (the analysis, then the report) and the study users run.
     ("api", ["polytask.finalize", "polytask.api", "polytask"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -68,9 +69,7 @@ def compare(
         if seeds is not None:
             # Validated again as a whole: other fields are checked against the seeds (tune.seed).
             cfg = validate({**cfg.model_dump(mode="json", by_alias=True), "seeds": seeds}, source=f"{config} with --seeds {seeds}")
-        if device is not None:
-            raw = cfg.model_dump(mode="json", by_alias=True)
-            cfg = validate({**raw, "train": {**raw["train"], "device": device}}, source=f"{config} with --device {device}")
+        cfg = _with_device(cfg, device, config)
         out = out or Path("runs") / cfg.name
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out '{out}' is a file; expected a study folder")
@@ -95,6 +94,45 @@ def compare(
         _fail(f"{e}; finished runs are saved in {out}/results.jsonl; run the same command to resume", code=1)
     print_summary(summary)
     typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Study config (YAML)."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write (weights.pt, model.json)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Target task [default: the first target]."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Strategy [default: the config's first]."),
+    fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the target's training rows."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the run."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps; overrides train.device."),
+) -> None:
+    """Train one run of a study and save its model; under torchrun, over several processes."""
+    from polytask.api import Study
+    from polytask.lifecycle.train import start_processes, stop_processes, train_model
+    from polytask.study.resolve import load_config
+
+    try:
+        cfg = _with_device(load_config(config), device, config)
+        placed = start_processes(cfg.train.device)
+        if placed != cfg.train.device:
+            cfg = _with_device(cfg, placed, config)
+        meta = train_model(Study(cfg), out, task, strategy, fraction, seed)
+        stop_processes()
+    except ConfigError as e:
+        _fail(str(e))
+    metrics = ", ".join(f"{n}: test {m['test']:.4f}" for n, m in meta["metrics"].items())
+    if meta["processes"] == 1 or int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"model: {out} ({meta['strategy']}, {metrics}; {meta['processes']} process(es))")
+
+
+def _with_device(cfg, device: str | None, source: Path):
+    """``cfg`` with ``train.device`` set to ``device`` (validated again); unchanged for None."""
+    from polytask.study.resolve import validate
+
+    if device is None:
+        return cfg
+    raw = cfg.model_dump(mode="json", by_alias=True)
+    return validate({**raw, "train": {**raw["train"], "device": device}}, source=f"{source} with --device {device}")
 
 
 @app.command()

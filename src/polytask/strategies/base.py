@@ -89,12 +89,14 @@ class RunOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     # The trained shared layers (kept when the study saves models; never in results.jsonl).
     backbone: nn.Module | None = field(default=None, repr=False, compare=False)
+    # The whole trained model, heads included (``polytask train`` saves it; never in results.jsonl).
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
     # Per labelled test row, what the metric read (saved beside results.jsonl, for resampling).
     predictions: Predictions | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> dict[str, Any]:
         """The fields written to ``results.jsonl``."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("backbone", "predictions")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("backbone", "model", "predictions")}
 
 
 def label_counts(target: PreparedTask) -> dict[str, int]:
@@ -263,5 +265,6 @@ def outcome(ctx: RunContext, model: nn.Module, target: PreparedTask, result, nam
         train_labels=labels["train"],
         val_labels=labels["val"],
         backbone=getattr(model, "backbone", None),
+        model=model,
         predictions=test,
     )

@@ -379,5 +379,6 @@ def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
         val_labels=0,
         extra=extra,
         backbone=final.backbone,
+        model=final,
         predictions=test,
     )

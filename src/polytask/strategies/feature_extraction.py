@@ -50,6 +50,9 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
     seed_everything(ctx.seed)
     head_model = MultiTaskModel(FeatureBackbone(backbone.out_features, *feature_statistics(splits[0].x)), [target.task])
     out = train_and_test(ctx, head_model, {ctx.target: cached}, cached, augment={})
+    # The model to keep reads inputs: the frozen layers, the same feature scaling, the head.
+    out.model = MultiTaskModel(FeatureBackbone(backbone.out_features, *feature_statistics(splits[0].x), inner=backbone), [target.task])
+    out.model.heads.load_state_dict(head_model.heads.state_dict())
     out.train_seconds += feature_seconds
     out.backbone_params = count_params(backbone)
     out.backbone = backbone

@@ -128,6 +128,18 @@ class Study(StudyInputs, StudyModels):
         job = Job(spec.strategy, spec.fraction, spec.seed, tuple(self.config.targets) if is_joint(spec.strategy) else (spec.task,))
         return next(r for r in self.execute_job(out, job, callbacks) if r["task"] == spec.task)
 
+    def input_shape(self, task: str) -> tuple:
+        """The shape of one sample of ``task`` as its backbone reads it (after loading)."""
+        self.load()
+        return self._shapes[task]
+
+    def train_job(self, out: Path, job: Job, callbacks=(), config: StudyConfig | None = None) -> dict[str, RunOutcome]:
+        """Train one job's model through its strategy; the outcome of each of its cells
+        (a joint strategy's cells share one model). Errors propagate."""
+        ctx = self._context(out, job.specs[0], callbacks, targets=job.tasks, config=config)
+        result = get_strategy(job.strategy)(ctx)
+        return result if isinstance(result, dict) else {job.tasks[0]: result}
+
     def execute_job(self, out: Path, job: Job, callbacks=(), config: StudyConfig | None = None, keep: bool = True) -> list[dict[str, Any]]:
         """Train one job's model and return a row per cell; a failure fails every cell of it.
 
@@ -162,9 +174,7 @@ class Study(StudyInputs, StudyModels):
             for spec in job.specs
         }
         try:
-            ctx = self._context(out, job.specs[0], callbacks, targets=job.tasks, config=config)
-            result = get_strategy(job.strategy)(ctx)
-            outcomes: dict[str, RunOutcome] = result if isinstance(result, dict) else {job.tasks[0]: result}
+            outcomes = self.train_job(out, job, callbacks, config)
             for spec in job.specs:
                 outcome = outcomes[spec.task]
                 if keep and outcome.predictions is not None:

@@ -29,6 +29,7 @@ from polytask.core.errors import UndefinedMetricError
 from polytask.core.targets import labelled_rows, task_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
+from polytask.training import distributed
 from polytask.training.batches import _batches, _Rows, same_input_groups
 from polytask.training.devices import autocast, grad_scaler, resolve_device, set_deterministic, tasks_to
 from polytask.training.evaluate import EVAL_BATCH, Predictions, _criterion, _validate, evaluate, predict
@@ -57,6 +58,19 @@ class FitResult:
     seconds: float
     best_val: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _shard(batches: dict[str, torch.Tensor], data: dict[str, PreparedTask], shards: distributed.Shards):
+    """This process's rows of each task's global batch (a batch several tasks share stays
+    shared), and each task's share: labelled rows here over labelled rows in the batch."""
+    taken: dict[int, torch.Tensor] = {}
+    local, share = {}, {}
+    for name, idx in batches.items():
+        local[name] = taken.setdefault(id(idx), shards.take(idx))
+        y = data[name].train.y
+        mine = labelled_rows(data[name].task, y[local[name]]).sum()
+        share[name] = mine / labelled_rows(data[name].task, y[idx]).sum().clamp_min(1)
+    return local, share
 
 
 def seed_everything(seed: int) -> None:
@@ -140,6 +154,9 @@ def fit(
     if isinstance(penalty, nn.Module):
         penalty.to(device)
     scaler = grad_scaler(device, train.precision)
+    shards = distributed.current()
+    if shards is not None and rep_grad:
+        raise ValueError("rep_grad takes every task's gradient on one shared batch; it does not run across processes")
     if scaler is not None and rep_grad:
         raise ValueError("rep_grad does not combine with 16-mixed precision (no loss scaling on the representation): use bf16-mixed or 32")
     names = list(data)
@@ -166,6 +183,7 @@ def fit(
     steps = max(train.min_steps_per_epoch, *(math.ceil(sizes[n] / rows[n]) for n in names))
     # Every refusal is above: the penalty's hooks go on the model only for a run that trains.
     groups = list(param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}])
+    own: list[torch.Tensor] = []
     if penalty is not None:
         if hasattr(penalty, "attach"):
             penalty.attach(model)
@@ -177,7 +195,9 @@ def fit(
     opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay, foreach=True)
     score_of = (lambda metrics, losses: select(model)) if callable(select) else _criterion(select, data)
     shared = [] if rep_grad else _shared_params(model, weighting)
-    others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
+    # The penalty's own parameters (a penalty never comes with a weighting method) follow the
+    # heads: their gradients are summed across processes like the model's.
+    others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)] + own
     learns_after_step = weighting is not None and type(weighting).after_step is not Weighting.after_step
     if penalty is not None and hasattr(penalty, "begin"):
         penalty.begin(train.max_epochs * steps)
@@ -201,17 +221,20 @@ def fit(
                 value, weights = _rep_grad_step(model, shared_x, data, idx, weighting, cast)
             else:
                 batches = batcher.draw()
+                local, share = (batches, None) if shards is None else _shard(batches, data, shards)
                 by_task: dict[str, torch.Tensor] = {}
                 with cast():
                     for g in batcher.forward_groups:
                         if len(g) > 1:
-                            by_task.update(_shared_losses(model, data, g, batches))
+                            by_task.update(_shared_losses(model, data, g, local))
                         else:
-                            by_task[g[0]] = _task_loss(model, data[g[0]], g[0], batches[g[0]], augment.get(g[0]), gen, penalty)
+                            by_task[g[0]] = _task_loss(model, data[g[0]], g[0], local[g[0]], augment.get(g[0]), gen, penalty)
                 task_losses = [by_task[n].float() for n in names]
+                if share is not None:
+                    task_losses = [share[n] * loss for n, loss in zip(names, task_losses)]
                 if scale is not None:
                     task_losses = [scale[n] * loss for n, loss in zip(names, task_losses)]
-                value, weights = _backward(task_losses, weighting, shared, others, scaler)
+                value, weights = _backward(task_losses, weighting, shared, others, scaler, shards)
             if scaler is not None:
                 scaler.step(opt)
                 scaler.update()
@@ -232,6 +255,8 @@ def fit(
 
         metrics, losses = _validate(model, data, one_representation)
         score = score_of(metrics, losses)
+        if shards is not None:
+            shards.sum_(running)  # each process summed its shares: the global batches' losses
         record = {"epoch": epoch, "train_loss": running.item() / steps, **{f"val_{n}": v for n, v in metrics.items()}}
         if weighting is not None:
             record.update({f"w_{n}": float(w) / steps for n, w in zip(names, weight_sum)})

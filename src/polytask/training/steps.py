@@ -21,6 +21,7 @@ from polytask.core.targets import task_loss
 from polytask.data.augment import augmented_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
+from polytask.training.distributed import Shards
 from polytask.training.taskgrads import assign_gradient, task_gradients
 
 
@@ -72,6 +73,7 @@ def _backward(
     shared: list[torch.Tensor],
     others: list[torch.Tensor],
     scaler: torch.amp.GradScaler | None = None,
+    shards: Shards | None = None,
 ):
     """Fill ``.grad`` for one step; return the summed task loss (a detached tensor) and the
     task weights used.
@@ -86,6 +88,11 @@ def _backward(
     method combines them unscaled and in float32 or wider, and the combination is scaled
     back so that the scaler's step unscales every gradient alike (and skips the step when
     one overflowed).
+
+    With ``shards`` (several processes, :mod:`polytask.training.distributed`), ``losses`` are
+    this process's shares of the global batch's losses: gradients are summed over the
+    processes (per-task gradients before they are combined) and a method reads the global
+    task losses.
     """
     if len(losses) == 1 and weighting is None:
         total = losses[0]
@@ -94,24 +101,33 @@ def _backward(
     scale = (lambda t: scaler.scale(t)) if scaler is not None else (lambda t: t)
     if weighting is None:
         scale(total).backward()
+        if shards is not None:
+            shards.sum_grads_([*shared, *others])
         return total.detach(), None
     stacked = torch.stack(losses)
+    seen = stacked.detach() if shards is None else shards.sum_(stacked.detach().clone())
     if not weighting.requires_grads:
-        weights = weighting.weights(stacked.detach())
+        weights = weighting.weights(seen)
         scale((weights.to(stacked.dtype) * stacked).sum()).backward()
+        if shards is not None:
+            shards.sum_grads_([*shared, *others])
         return total.detach(), weights
     s = scaler.get_scale() if scaler is not None else 1.0
     grads = task_gradients([scale(loss) for loss in losses], shared)
+    if shards is not None:
+        shards.sum_(grads)
     if s != 1.0:
         grads = grads.float() / s
     if torch.isfinite(grads).all():
-        combined, weights = weighting.combine(grads, stacked.detach())
+        combined, weights = weighting.combine(grads, seen)
     else:  # a float16 overflow: the scaler skips this step; no method sees the infinities
         combined, weights = grads.sum(0), None
     head_grads = torch.autograd.grad(scale(total), others, allow_unused=True) if others else []
     for p, g in zip(others, head_grads):
         if g is not None:
             p.grad = g
+    if shards is not None:
+        shards.sum_grads_(others)
     assign_gradient(shared, combined * s if s != 1.0 else combined)
     return total.detach(), weights
 
