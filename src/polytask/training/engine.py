@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from polytask.config import TrainConfig
-from polytask.core.errors import UndefinedMetricError
+from polytask.core.errors import PolytaskWarning, UndefinedMetricError
 from polytask.core.targets import labelled_rows, task_loss
 from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
@@ -155,6 +156,16 @@ def fit(
         penalty.to(device)
     scaler = grad_scaler(device, train.precision)
     shards = distributed.current()
+    if shards is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        if device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics over the global batch
+        else:
+            warnings.warn(
+                "BatchNorm statistics are computed per process on the CPU (SyncBatchNorm needs CUDA): "
+                "the model differs from one process's; the study's verdicts still compare alike",
+                PolytaskWarning,
+                stacklevel=2,
+            )
     if shards is not None and rep_grad:
         raise ValueError("rep_grad takes every task's gradient on one shared batch; it does not run across processes")
     if scaler is not None and rep_grad:
