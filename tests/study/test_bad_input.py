@@ -83,13 +83,10 @@ def _csv_task(folder: Path, frame: pd.DataFrame, target: str) -> dict:
 
 def _csv_frame(non_numeric: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame(
-        {
-            "f1": rng.normal(size=N_TRAIN),
-            "f2": ["red", "green", "blue"] * (N_TRAIN // 3) if non_numeric else rng.normal(size=N_TRAIN),
-            "label": np.arange(N_TRAIN) % 3,
-        }
-    )
+    f1, f2 = rng.normal(size=N_TRAIN), rng.normal(size=N_TRAIN)
+    if non_numeric:  # numbers with a missing-value marker: neither numbers nor a category (text levels are one)
+        f2 = [("?" if i % 20 == 7 else v) for i, v in enumerate(f2)]
+    return pd.DataFrame({"f1": f1, "f2": f2, "label": np.arange(N_TRAIN) % 3})
 
 
 def _invalid_yaml(folder: Path) -> Path:

@@ -10,6 +10,10 @@ from pydantic import Field, field_validator, model_validator
 from polytask.config.base import Frozen, TaskKind
 from polytask.core.metrics import METRICS
 
+# A CSV's categorical column with at most this many levels in the training rows is one-hot
+# encoded, one with more is embedded (``data.onehot_max``; see polytask.data.tabular).
+ONEHOT_MAX_LEVELS = 16
+
 
 class DataConfig(Frozen):
     """Where a task's data comes from: exactly one of ``npz``, ``csv`` or ``builtin``.
@@ -35,6 +39,14 @@ class DataConfig(Frozen):
         crop: pixels removed from every border of each image before any resizing
             (MNIST's digits sit in a 20x20 box centred on a 28x28 canvas: ``crop: 4``
             makes them fill the frame like scikit-learn's digits do).
+        impute: ``median`` or ``most_frequent``: fill missing feature values (NaN, empty
+            CSV cells) with that statistic of each run's training rows (categorical
+            columns: their most frequent level), and add a 0/1 missing-value indicator
+            column for every column with a missing value in the training rows. Without
+            it a missing feature value is an error. For CSV and tabular NPZ sources.
+        onehot_max: a CSV's string (categorical) column with at most this many levels in
+            the training rows is one-hot encoded (plus an unknown column); one with more
+            becomes integer codes that the ``mlp`` backbone embeds. 0 embeds every one.
     """
 
     npz: Path | None = None
@@ -50,6 +62,8 @@ class DataConfig(Frozen):
     crop: int = Field(0, ge=0)
     max_train: int | None = Field(None, ge=2)
     max_test: int | None = Field(None, ge=1)
+    impute: Literal["median", "most_frequent"] | None = None
+    onehot_max: int = Field(ONEHOT_MAX_LEVELS, ge=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -62,6 +76,10 @@ class DataConfig(Frozen):
             raise ValueError("'text' names a column of a csv data source; builtin text datasets need no 'text'")
         if self.text is not None and self.features:
             raise ValueError("give either 'text' (one text column) or 'features' (numeric columns), not both")
+        if self.impute is not None and (self.builtin is not None or self.text is not None):
+            raise ValueError("'impute' fills missing values of tabular features (csv or npz), not of a builtin dataset or a text column")
+        if self.onehot_max != ONEHOT_MAX_LEVELS and (self.csv is None or self.text is not None):
+            raise ValueError("'onehot_max' sets how the categorical feature columns of a csv data source are encoded")
         return self
 
     def resolved(self, base: Path) -> DataConfig:
@@ -122,6 +140,8 @@ class ColumnsConfig(Frozen):
     test_size: float = Field(0.25, gt=0, lt=1)
     role: Literal["target", "source"] = "target"
     kind: TaskKind | None = None
+    impute: Literal["median", "most_frequent"] | None = None
+    onehot_max: int | None = Field(None, ge=0)
 
 
 def tasks_from_columns(csv: str | Path, targets: list[str], **options: Any) -> dict[str, dict]:
@@ -130,8 +150,8 @@ def tasks_from_columns(csv: str | Path, targets: list[str], **options: Any) -> d
     Args:
         csv: the CSV file.
         targets: label columns; each becomes a task of that name.
-        **options: ``features``, ``test``, ``test_size``, ``role``, ``kind`` as in
-            :class:`ColumnsConfig`.
+        **options: ``features``, ``test``, ``test_size``, ``role``, ``kind``, ``impute``,
+            ``onehot_max`` as in :class:`ColumnsConfig` (the last two as in :class:`DataConfig`).
 
     Example:
         >>> sorted(tasks_from_columns("genes.csv", ["a", "b"], features=["x1", "x2"]))
@@ -150,5 +170,9 @@ def tasks_from_columns(csv: str | Path, targets: list[str], **options: Any) -> d
             data["exclude"] = [c for c in spec.targets if c != column]
         if spec.test is not None:
             data["test"] = str(spec.test)
+        if spec.impute is not None:
+            data["impute"] = spec.impute
+        if spec.onehot_max is not None:
+            data["onehot_max"] = spec.onehot_max
         out[column] = {"data": data, "role": spec.role, **({"kind": spec.kind} if spec.kind else {})}
     return out

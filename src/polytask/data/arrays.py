@@ -9,6 +9,7 @@ import numpy as np
 from polytask.core.errors import ConfigError
 from polytask.core.inputs import TEXT_SHAPE
 from polytask.core.tasks import Task, labelled
+from polytask.data.tabular import TableLayout
 
 SPLITS = ("train", "val", "test")
 
@@ -28,6 +29,10 @@ class TaskData:
 
     Attributes:
         origin: where the arrays came from (a file path or ``builtin:<name>``), used in messages.
+        table: for a table with categorical columns or missing values to impute, how its
+            columns are laid out (:mod:`polytask.data.tabular`): the rows are already in
+            that layout, NaN where a value is missing, and each run fits its encoders on
+            its own training rows. None for plain numeric rows, images and text.
     """
 
     x_train: np.ndarray
@@ -37,6 +42,7 @@ class TaskData:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     origin: str = "arrays"
+    table: TableLayout | None = None
 
     def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The ``(x, y)`` pair of split ``train``, ``val`` or ``test``."""
@@ -44,15 +50,20 @@ class TaskData:
 
     @property
     def input_shape(self) -> tuple:
-        """Shape of one input sample (:data:`TEXT_SHAPE` for text)."""
+        """Shape of one input sample (:data:`TEXT_SHAPE` for text), a plain tuple.
+
+        A table's code columns are part of it; which columns to embed is
+        ``table.embeddings``, passed to the ``mlp`` backbone as an option.
+        """
         return TEXT_SHAPE if is_text(self.x_train) else tuple(self.x_train.shape[1:])
 
 
 def check_task_data(data: TaskData, task: Task) -> None:
     """Reject data a model cannot learn from, with one line naming the array and the problem.
 
-    Checks: numeric finite features, equal sample counts in x and y, identical input
-    shapes across splits, finite labels, class labels inside the range seen in training.
+    Checks: numeric finite features (NaN allowed where a table's layout imputes them),
+    equal sample counts in x and y, identical input shapes across splits, finite labels,
+    class labels inside the range seen in training.
 
     Raises:
         ConfigError: on the first problem found.
@@ -62,6 +73,9 @@ def check_task_data(data: TaskData, task: Task) -> None:
     text = is_text(data.x_train)
     if not text and data.x_train.ndim not in (2, 3, 4):
         raise ConfigError(f"{where}: x_train has shape {data.x_train.shape}; expected (N, d), (N, H, W) or (N, C, H, W)")
+    if data.table is not None and (data.x_train.ndim != 2 or data.x_train.shape[1] != data.table.width):
+        raise ConfigError(f"{where}: x_train has shape {data.x_train.shape} but its table layout has {data.table.width} columns")
+    imputed = data.table is not None and data.table.impute is not None
     for split in SPLITS:
         x, y = data.split(split)
         if x is None and y is None:
@@ -82,9 +96,10 @@ def check_task_data(data: TaskData, task: Task) -> None:
             raise ConfigError(f"{where}: x_{split} is empty")
         if x.shape[1:] != ref:
             raise ConfigError(f"{where}: x_{split} samples have shape {x.shape[1:]} but x_train samples have {ref}")
-        bad = 0 if text else int(np.size(x) - np.isfinite(x).sum())
+        bad = 0 if text else int(np.isinf(x).sum()) if imputed else int(np.size(x) - np.isfinite(x).sum())
         if bad:
-            raise ConfigError(f"{where}: x_{split} has {bad} NaN or infinite values; expected finite features")
+            what = "infinite" if imputed else "NaN or infinite"
+            raise ConfigError(f"{where}: x_{split} has {bad} {what} values; expected finite features")
         if not np.issubdtype(y.dtype, np.number):
             raise ConfigError(f"{where}: y_{split} has dtype {y.dtype}; expected numeric labels")
         if np.isinf(y).any():

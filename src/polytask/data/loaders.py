@@ -13,12 +13,15 @@ from polytask.core.errors import ConfigError
 from polytask.data.arrays import TaskData
 from polytask.data.builtin import load_builtin
 from polytask.data.splits import holdout, rng_for
+from polytask.data.tabular import check_missing, feature_kinds, numeric_layout, numeric_rows, table_layout, table_rows
 
 
 def load_data(spec: DataConfig) -> TaskData:
     """Load the arrays a :class:`DataConfig` points to (cropped when ``crop`` is set)."""
     if spec.npz is not None:
         data = load_npz(spec.npz)
+        if spec.impute is not None:
+            data = with_imputation(data, spec.impute)
     elif spec.csv is not None:
         data = load_csv(spec)
     else:
@@ -26,6 +29,23 @@ def load_data(spec: DataConfig) -> TaskData:
     if spec.max_train is not None or spec.max_test is not None:
         data = cap_rows(data, spec)
     return crop_images(data, spec.crop) if spec.crop else data
+
+
+def with_imputation(data: TaskData, impute: str) -> TaskData:
+    """Tabular arrays whose missing values each run imputes: an indicator column for
+    every column with a missing value in ``x_train`` (see :mod:`polytask.data.tabular`)."""
+    x = data.x_train
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
+        raise ConfigError(f"{data.origin}: impute fills missing values of tabular features, but x_train has shape {x.shape} and dtype {x.dtype}")
+    splits = [k for k in ("x_train", "x_val", "x_test") if getattr(data, k) is not None]
+    if not any(np.isnan(getattr(data, k)).any() for k in splits if np.issubdtype(getattr(data, k).dtype, np.floating)):
+        return data
+    table = numeric_layout(x, impute)
+    fields = {**data.__dict__, "table": table}
+    for k in splits:
+        if getattr(data, k).ndim == 2 and getattr(data, k).shape[1] == x.shape[1]:
+            fields[k] = numeric_rows(table, getattr(data, k))
+    return TaskData(**fields)
 
 
 def source_key(spec: DataConfig) -> str:
@@ -104,6 +124,11 @@ def load_csv(spec: DataConfig) -> TaskData:
     file holds out the same rows, in every study, wherever the file lives. With
     ``stratify`` it is stratified by this task's label column instead (for a file that
     only one task reads). String labels are mapped to class ids in sorted order.
+
+    String feature columns are categories and missing values are imputed with ``impute``
+    (:mod:`polytask.data.tabular`): the table's layout comes from the training rows,
+    after the test split, and the task's ``table`` carries it. A purely numeric file
+    without missing values gives plain float32 rows, as it always did.
     """
     import pandas as pd
 
@@ -119,8 +144,10 @@ def load_csv(spec: DataConfig) -> TaskData:
     if absent:
         raise ConfigError(f"{spec.csv}: feature column(s) {', '.join(absent)} not found (columns: {', '.join(map(str, cols))})")
     frames = {"train": df}
+    files = {"train": str(spec.csv)}
     if spec.test is not None:
         frames["test"] = _read_csv(spec.test)
+        files["test"] = str(spec.test)
         gone = [c for c in [*features, spec.target] if c not in frames["test"].columns]
         if gone:
             raise ConfigError(f"{spec.test}: missing column(s) {', '.join(gone)} that {spec.csv} has")
@@ -128,32 +155,45 @@ def load_csv(spec: DataConfig) -> TaskData:
     mapping = None
     if not pd.api.types.is_numeric_dtype(labels):
         mapping = {v: i for i, v in enumerate(sorted(labels.dropna().unique()))}
-    out = {}
+    ys = {}
     for split, frame in frames.items():
-        x = frame[features]
-        non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(x[c])]
-        if non_numeric and spec.text is None:
-            raise ConfigError(f"{spec.csv}: feature column '{non_numeric[0]}' is not numeric (a text column goes in 'text:')")
         y = frame[spec.target]
         if mapping is not None:
             unknown = set(y.dropna()) - set(mapping)
             if unknown:
                 raise ConfigError(f"{spec.test}: label {sorted(map(str, unknown))[0]!r} in '{spec.target}' does not occur in {spec.csv}")
             y = y.map(mapping)
-        if spec.text is not None:
-            # Empty cells read as NaN; as text they are the empty string.
-            inputs = frame[spec.text].fillna("").astype(str).to_numpy(dtype=object)
-        else:
-            inputs = x.to_numpy(np.float32)
-        out[split] = (inputs, y.to_numpy(np.float64))
-    if "test" not in out:
-        x, y = out["train"]
+        ys[split] = y.to_numpy(np.float64)
+    # Each split: its file's frame and, for a split drawn from one file, its rows.
+    parts: dict[str, tuple[pd.DataFrame, np.ndarray | None]] = {split: (frame, None) for split, frame in frames.items()}
+    if "test" not in frames:
+        y = ys["train"]
         classes = spec.stratify and (mapping is not None or (np.all(np.mod(y[np.isfinite(y)], 1) == 0) and len(np.unique(y)) <= 50))
         keys = [source_key(spec), "test"] + ([spec.target] if classes else [])
         train, test = holdout(y, spec.test_size, rng_for(0, *keys), stratify=bool(classes))
-        out = {"train": (x[train], y[train]), "test": (x[test], y[test])}
-    (xtr, ytr), (xte, yte) = out["train"], out["test"]
-    return TaskData(xtr, _as_labels(ytr), xte, _as_labels(yte), origin=str(spec.csv))
+        parts = {"train": (df, train), "test": (df, test)}
+        ys = {"train": y[train], "test": y[test]}
+        files["test"] = f"{spec.csv} (test rows)"
+
+    def rows(split: str, array: np.ndarray) -> np.ndarray:
+        idx = parts[split][1]
+        return array if idx is None else array[idx]
+
+    table = None
+    if spec.text is not None:
+        # Empty cells read as NaN; as text they are the empty string.
+        xs = {split: rows(split, frame[spec.text].fillna("").astype(str).to_numpy(dtype=object)) for split, (frame, _) in parts.items()}
+    else:
+        tables = {split: (files[split], frame[features] if idx is None else frame[features].iloc[idx]) for split, (frame, idx) in parts.items()}
+        categorical = feature_kinds(tables, features)
+        for file, x in tables.values():
+            check_missing(file, x, features, spec.impute)
+        if categorical or any(x.isna().to_numpy().any() for _, x in tables.values()):
+            table = table_layout(files["train"], tables["train"][1], categorical, spec.impute, spec.onehot_max)
+            xs = {split: table_rows(table, x) for split, (_, x) in tables.items()}
+        else:
+            xs = {split: rows(split, frame[features].to_numpy(np.float32)) for split, (frame, _) in parts.items()}
+    return TaskData(xs["train"], _as_labels(ys["train"]), xs["test"], _as_labels(ys["test"]), origin=str(spec.csv), table=table)
 
 
 def _as_labels(y: np.ndarray) -> np.ndarray:

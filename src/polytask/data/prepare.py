@@ -1,8 +1,9 @@
 """Turn loaded arrays into the tensors one run trains on.
 
 Per run: carve validation from train (seeded), take the run's fraction of train
-(seeded, stratified, nested across fractions), resize images, and standardize inputs
-with statistics of the training rows the run actually has.
+(seeded, stratified, nested across fractions), resize images, encode a table's
+categorical columns and impute its missing values (:mod:`polytask.data.tabular`), and
+standardize inputs, all fitted on the training rows the run actually has.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from polytask.core.errors import ConfigError
+from polytask.core.inputs import TEXT_SHAPE
 from polytask.core.targets import encode_targets
 from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData, is_text
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
+from polytask.data.tabular import TableLayout, fit_table
 
 VAL_SIZE = 0.2
 
@@ -42,10 +45,22 @@ class PreparedTask:
     train: Split
     val: Split
     test: Split
+    table: TableLayout | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample, a plain tuple (a table's code columns are in
+        ``table.embeddings``)."""
         return tuple(self.train.x.shape[1:])
+
+
+def model_input_shape(data: TaskData, image_size: int | None = None) -> tuple:
+    """The shape a backbone is built for, known before any run, a plain tuple:
+    :data:`TEXT_SHAPE` for text, else the shape of one prepared sample (images resized to
+    ``image_size``; a table's width, its code columns included)."""
+    if is_text(data.x_train):
+        return TEXT_SHAPE
+    return tuple(as_model_input(data.x_train[:1], image_size).shape[1:])
 
 
 def as_model_input(x: np.ndarray, image_size: int | None, encode: Callable[[list[str]], torch.Tensor] | None = None) -> torch.Tensor:
@@ -152,6 +167,26 @@ def prepare_task(
         x_tr, y_tr = x_tr[idx], y_tr[idx]
     # Regression targets are standardized with this run's training labels, like its inputs.
     task = task.scaled_to(y_tr)
-    tensors = standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
+    if data.table is not None:
+        tensors = encode_table(data.table, x_tr, x_va, data.x_test)
+    else:
+        tensors = standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
     splits = [Split(x, encode_targets(task, y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
-    return PreparedTask(task, *splits)
+    return PreparedTask(task, *splits, table=data.table)
+
+
+def encode_table(layout: TableLayout, train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
+    """A table's rows as tensors, with encoders fitted on ``train`` (the run's training rows).
+
+    Missing values are imputed and levels the training rows lack become unknown
+    (:func:`~polytask.data.tabular.fit_table`); then the numeric columns are standardized
+    with the training rows' statistics (:func:`standardize`). One-hot, indicator and code
+    columns keep their 0/1 and integer values.
+    """
+    enc = fit_table(layout, train)
+    tensors = [torch.as_tensor(enc.transform(x)) for x in (train, *others)]
+    n = len(layout.numeric)
+    if n:
+        scaled = standardize(*(t[:, :n] for t in tensors))
+        tensors = [torch.cat([s, t[:, n:]], dim=1) for s, t in zip(scaled, tensors)]
+    return tensors

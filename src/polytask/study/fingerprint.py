@@ -1,11 +1,12 @@
 """What a study's results depend on, hashed by content: the resume fingerprint.
 
 A finished run is reused only under the same fingerprint. It hashes the data (array
-bytes, wherever the files live), the user's module (its classes, their code and
-parameter shapes), the weights of every named pretrained backbone, and an explicit list
-of the settings that change numbers. Left out on purpose: the grid's extent (seeds,
-fractions, strategies), names, ``save_models``, ``allow_overlap`` and the analysis
-settings (margins, corrections), which change verdicts but not runs.
+bytes, wherever the files live, and how a table's missing values are imputed), the
+user's module (its classes, their code and parameter shapes), the weights of every named
+pretrained backbone, and an explicit list of the settings that change numbers. Left out
+on purpose: the grid's extent (seeds, fractions, strategies), names, ``save_models``,
+``allow_overlap`` and the analysis settings (margins, corrections), which change verdicts
+but not runs.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def study_fingerprint(
         part = {k: tcfg.get(k) for k in TASK_SETTINGS}
         part["kind"] = tasks[name].kind
         part["data"] = data_digest(data[name])
+        # A table's rows keep NaN where a value is missing, so how each run fills it
+        # (``data.impute``: median or most_frequent) changes numbers the bytes do not show.
+        # No key without imputation, so fingerprints from before the setting stay the same.
+        impute = data[name].table.impute if data[name].table is not None else None
+        if impute is not None:
+            part["impute"] = impute
         u = tcfg.get("unlabeled")
         part["unlabeled"] = (unlabeled or {}).get(name) if isinstance(u, dict) else u
         task_parts[name] = part

@@ -20,7 +20,7 @@ from polytask.core.tasks import Task, infer_task, task_notes
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
-from polytask.data.prepare import PreparedTask, as_model_input, prepare_task
+from polytask.data.prepare import PreparedTask, model_input_shape, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
 from polytask.methods.backbones import is_pretrained
 from polytask.methods.weighting import uses_rep_grad
@@ -105,14 +105,35 @@ class StudyInputs:
         self.load()
         return self._fingerprint
 
+    def input_shape(self, task: str) -> tuple:
+        """The plain shape backbones for ``task`` are built for (its runs' ``input_shape``);
+        :meth:`new_backbone` adds the embeddings of a table's code columns for that shape."""
+        self.load()
+        return self._shapes[task]
+
     def _load_unlabeled(self) -> dict[str, TaskData]:
-        """Unlabelled inputs given as a data source of their own, checked against their task."""
+        """Unlabelled inputs given as a data source of their own, checked against their task.
+
+        A table with a layout (categorical columns, or missing values to impute) on either
+        side is refused: ``domain-adapt`` scales such inputs with their own statistics as
+        plain numbers, while the task's rows are encoded with the layout of its own
+        training rows, so the columns would not mean the same. ``unlabeled: true`` (the
+        task's own training inputs) works for any table.
+        """
+        raw, _ = self.load()
         size = self.config.model.image_size
         out = {}
         for name, tcfg in self.config.tasks.items():
             if isinstance(tcfg.unlabeled, DataConfig):
                 d = load_data(tcfg.unlabeled)
-                shape = TEXT_SHAPE if is_text(d.x_train) else tuple(as_model_input(d.x_train[:1], size).shape[1:])
+                if d.table is not None or raw[name].table is not None:
+                    whose = f"{d.origin} has" if d.table is not None else f"task '{name}' has"
+                    raise ConfigError(
+                        f"field 'tasks.{name}.unlabeled': {whose} categorical columns or missing values to impute, but domain-adapt "
+                        "scales unlabeled inputs from a file of their own as plain numbers, not with the task's table layout; "
+                        "use unlabeled: true (the task's own training inputs), or numeric inputs without missing values on both sides"
+                    )
+                shape = model_input_shape(d, size)
                 if shape != self._shapes[name]:
                     raise ConfigError(f"field 'tasks.{name}.unlabeled': inputs of shape {shape}, but task '{name}' has inputs of shape {self._shapes[name]}")
                 out[name] = d
@@ -161,16 +182,50 @@ class StudyInputs:
             )
 
     def _check_shapes(self, raw: dict[str, TaskData]) -> None:
-        """Every task must fit the backbone; shared backbones need one input shape."""
+        """Every task must fit the backbone; shared backbones need one input shape, and one
+        set of code columns to embed (:meth:`_check_codes_agree`)."""
         size = self.config.model.image_size
-        shapes = {n: TEXT_SHAPE if is_text(d.x_train) else tuple(as_model_input(d.x_train[:1], size).shape[1:]) for n, d in raw.items()}
+        shapes = {n: model_input_shape(d, size) for n, d in raw.items()}
         self._shapes = shapes
-        if set(self.config.strategies) != {"scratch"} and len(set(shapes.values())) > 1:
+        shared = set(self.config.strategies) != {"scratch"}
+        if shared and len(set(shapes.values())) > 1:
             listed = ", ".join(f"'{n}' {s}" for n, s in shapes.items())
             hint = "; set model.image_size so image tasks share one size" if any(len(s) == 3 and s != TEXT_SHAPE for s in shapes.values()) else ""
             raise ConfigError(f"tasks have different input shapes ({listed}) but share one backbone{hint}")
+        self._codes = self._check_codes_agree(raw, shared)
+        self._code_notes = set()
         for shape in set(shapes.values()):
             self.new_backbone(shape)
+
+    def _check_codes_agree(self, raw: dict[str, TaskData], shared: bool) -> dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]]:
+        """Per input shape, its tasks and the embeddings of their code columns (the layout's
+        ``(levels + 1, dim)``; tasks without code columns have none).
+
+        Tasks that share a backbone must have the same code columns, names and levels, so
+        that a code means one level in the shared embedding (the label columns of one CSV
+        have them). In a study of ``scratch`` alone each task has its own backbone, but
+        backbones are built per input shape: tasks of one shape need the same embeddings.
+
+        Raises:
+            ConfigError: one line naming the tasks and their code columns.
+        """
+        groups: dict[tuple, list[str]] = {}
+        for name in raw:
+            groups.setdefault(() if shared else self._shapes[name], []).append(name)
+        out: dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]] = {}
+        for names in groups.values():
+            coded = {n: raw[n].table.coded if raw[n].table is not None else () for n in names}
+            embeddings = {n: raw[n].table.embeddings if raw[n].table is not None else () for n in names}
+            if len(set(coded.values() if shared else embeddings.values())) > 1:
+                listed = "; ".join(f"'{n}': {', '.join(f'{c.name} ({len(c.levels)} levels)' for c in cs) or 'none'}" for n, cs in coded.items())
+                why = "share one backbone" if shared else f"have inputs of one shape, {self._shapes[names[0]]}, which a study builds one backbone for"
+                raise ConfigError(
+                    f"tasks {', '.join(repr(n) for n in names)} {why} but embed different categorical code columns ({listed}); "
+                    "read them from one CSV (its label columns share one table layout), or set data.onehot_max so their columns are one-hot"
+                )
+            if embeddings[names[0]]:
+                out[self._shapes[names[0]]] = (names, embeddings[names[0]])
+        return out
 
     def _check_rep_grad(self) -> None:
         """Gradients on the representation need every task on the same input rows."""
@@ -242,6 +297,8 @@ def _same_inputs(a: TaskData, b: TaskData) -> bool:
     def same(u, v) -> bool:
         if u is None or v is None:
             return u is None and v is None
-        return u is v or (u.shape == v.shape and np.array_equal(u, v))
+        # NaN (a missing value a table imputes per run) equals NaN: label columns of one CSV
+        # with missing features still share their rows. Text (object arrays) has no NaN.
+        return u is v or (u.shape == v.shape and np.array_equal(u, v, equal_nan=u.dtype != object and v.dtype != object))
 
     return same(a.x_train, b.x_train) and same(a.x_val, b.x_val) and same(a.x_test, b.x_test)

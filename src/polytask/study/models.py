@@ -6,10 +6,21 @@ tokenizer text tasks are encoded with, each task's augmenter, the backbone a tra
 strategy starts from (a named pretrained one, or the in-study pretraining that
 :meth:`~polytask.study.runner.Study._pretrained_cache` trains and caches), each
 strategy's preflight check, and saves a run's trained shared layers.
+
+Tables with code columns (categorical columns with many levels, :mod:`polytask.data.tabular`):
+input shapes stay plain tuples; the codes' embeddings are a backbone option.
+:meth:`StudyModels.new_backbone` passes ``embeddings`` (the layout's ``(levels + 1, dim)``
+pairs) to a builder that takes that option (``mlp``), for inputs of a shape whose tasks
+have code columns (:meth:`~polytask.study.inputs.StudyInputs._check_shapes` checks that
+they agree). Any other backbone (``run:`` of a model saved without embeddings, a user's
+module or registered builder without an ``embeddings`` option) reads the codes as plain
+numbers: the study says so in one note. A saved or pretrained backbone that embeds other
+code columns than the tasks have is refused in one line.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +29,12 @@ import torch
 from torch import nn
 
 from polytask.config import StudyConfig
-from polytask.core.errors import ConfigError
+from polytask.core.errors import ConfigError, PolytaskWarning
 from polytask.core.tasks import Task
 from polytask.data.arrays import TEXT_SHAPE, is_text
 from polytask.data.augment import build_augmenter
 from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel
-from polytask.methods.backbones import create_backbone, from_user_module, is_pretrained
+from polytask.methods.backbones import builder_options, create_backbone, from_user_module, is_pretrained
 from polytask.methods.backbones.run import save_backbone
 from polytask.methods.backbones.tokenizers import text_encoder
 from polytask.strategies import Preflight, check_strategy, transfer_source, uses_transfer_source
@@ -43,21 +54,65 @@ class StudyModels:
 
     config: StudyConfig
     backbone: UserBackbone | None
+    notes: list[str]
     _shapes: dict[str, tuple]
+    # Per input shape, the tasks of that shape and the ``(levels + 1, dim)`` of their code
+    # columns (set by StudyInputs._check_shapes; shapes without code columns are left out).
+    _codes: dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]]
+    _code_notes: set[str]  # the backbones already noted as reading codes as numbers
     _encoders: dict[str, Callable]
 
     def new_backbone(self, input_shape: tuple, pretrained: bool = False, name: str | None = None) -> nn.Module:
         """Backbone ``name`` (default ``model.backbone``) for inputs of ``input_shape``.
 
         Randomly initialized unless ``pretrained``; the user's own module (``backbone=``)
-        replaces ``model.backbone``.
+        replaces ``model.backbone``. For inputs with code columns, a builder that takes
+        ``embeddings`` (``mlp``) gets them (:meth:`backbone_options_for`); see the module's
+        docstring for every other backbone.
         """
-        if name is None and self.backbone is not None:
-            if isinstance(self.backbone, str):
-                return create_backbone(self.backbone, input_shape, pretrained, **backbone_options(self.config.model, self.backbone))
-            return from_user_module(self.backbone, input_shape)
-        name = name or self.config.model.backbone
-        return create_backbone(name, input_shape, pretrained, **backbone_options(self.config.model, name))
+        shape = tuple(input_shape)
+        if name is None and self.backbone is not None and not isinstance(self.backbone, str):
+            net = from_user_module(self.backbone, shape)
+            self._check_codes(net, shape, "your backbone module")
+            return net
+        name = name or self._study_backbone()
+        net = create_backbone(name, shape, pretrained, **self.backbone_options_for(name, shape))
+        self._check_codes(net, shape, f"backbone '{name}'")
+        return net
+
+    def backbone_options_for(self, name: str, input_shape: tuple) -> dict[str, Any]:
+        """The options backbone ``name`` is built with for inputs of ``input_shape``: the
+        model config's (:func:`~polytask.study.resolve.backbone_options`), plus
+        ``embeddings`` (a list of ``[levels + 1, dim]``) when those inputs have code columns
+        and the builder takes that option. :meth:`_save_backbone` stores the same, so
+        ``run:`` rebuilds the backbone with its embeddings."""
+        options = backbone_options(self.config.model, name)
+        _, embeddings = getattr(self, "_codes", {}).get(tuple(input_shape), ((), ()))
+        if embeddings and "embeddings" in (builder_options(name) or ()):
+            options["embeddings"] = [list(pair) for pair in embeddings]
+        return options
+
+    def _check_codes(self, net: nn.Module, shape: tuple, what: str) -> None:
+        """A backbone for inputs with code columns embeds exactly them, or reads them as
+        numbers (one note per backbone); embedding other code columns is an error."""
+        tasks, want = getattr(self, "_codes", {}).get(shape, ((), ()))
+        if not want:
+            return
+        have = tuple(tuple(pair) for pair in getattr(net, "embedding_sizes", ()))
+        listed = ", ".join(repr(t) for t in tasks)
+        if have and have != want:
+            raise ConfigError(
+                f"{what} embeds {len(have)} code column(s) of {_levels(have)} levels, but task(s) {listed} have "
+                f"{len(want)} of {_levels(want)} levels; use a backbone saved from a study of the same table layout"
+            )
+        if not have and what not in self._code_notes:
+            self._code_notes.add(what)
+            note = (
+                f"task(s) {listed}: the last {len(want)} input column(s) are integer codes of categorical columns (0: unknown), "
+                f"which {what} reads as plain numbers; backbone mlp embeds them, or raise data.onehot_max to one-hot encode them"
+            )
+            self.notes.append(note)
+            warnings.warn(note, PolytaskWarning, stacklevel=3)
 
     def encoder(self, source: str | None = None) -> Callable | None:
         """Tokenizer of the text backbone ``source`` (default: the study's backbone), cached."""
@@ -179,4 +234,10 @@ class StudyModels:
             return  # the user's own module: nothing a later study could rebuild by name
         if isinstance(backbone, FeatureBackbone):
             return
-        save_backbone(path, backbone, name, backbone_options(self.config.model, name), self._shapes[spec.task])
+        shape = self._shapes[spec.task]
+        save_backbone(path, backbone, name, self.backbone_options_for(name, shape), shape)
+
+
+def _levels(embeddings: tuple[tuple[int, int], ...]) -> str:
+    """``(41, 13), (18, 8)`` -> ``40, 17``: the levels of embedded code columns."""
+    return ", ".join(str(n - 1) for n, _ in embeddings)

@@ -164,7 +164,7 @@ def rank_sources(
             t0 = time.perf_counter()
             data = study.prepare(target, seed, fraction, source=cand.backbone)
             split = _subsample(_labelled(task, data.train), max_samples, seed)
-            shape = _input_shape(study, target, data)
+            shape = _input_shape(study, target)
             if (cand.backbone, shape) not in backbones:
                 backbones[(cand.backbone, shape)] = study.new_backbone(shape, pretrained=True, name=cand.backbone)
             feats, _ = _outputs(backbones[(cand.backbone, shape)], split.x)
@@ -180,7 +180,7 @@ def rank_sources(
             )
         data = study.prepare(target, seed, fraction)
         split = _subsample(_labelled(task, data.train), max_samples, seed)
-        shape = _input_shape(study, target, data)
+        shape = _input_shape(study, target)
         others = [n for n in cfg.tasks if n != target]
         # In-study pretraining uses every task but the target: with one other task, plain
         # fine-tune / feature-extraction start from exactly that task's layers.

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from polytask.data.arrays import TEXT_SHAPE, is_text
 from polytask.data.prepare import PreparedTask
 from polytask.insights.relate.scores import _subsample
 from polytask.methods.architectures.multitask import MultiTaskModel
@@ -57,9 +56,11 @@ def pretrained_candidates(study: Study) -> list[Candidate]:
     return list(out.values())
 
 
-def _input_shape(study: Study, task: str, prepared: PreparedTask) -> tuple:
-    raw, _ = study.load()
-    return TEXT_SHAPE if is_text(raw[task].x_train) else tuple(prepared.train.x.shape[1:])
+def _input_shape(study: Study, task: str) -> tuple:
+    """The plain input shape the study's runs of ``task`` build backbones for; as in those
+    runs, ``study.new_backbone`` adds the embeddings of a table's code columns for it (so
+    two tasks of one shape have the same ones, which the study checks when it loads)."""
+    return study.input_shape(task)
 
 
 def _source_model(study: Study, name: str, out: Path, epochs: int, source_samples: int, seed: int) -> tuple[MultiTaskModel, dict[str, Any], tuple]:
@@ -71,7 +72,7 @@ def _source_model(study: Study, name: str, out: Path, epochs: int, source_sample
     # every epoch only to pick the best one, gets a quarter as many.
     val = _subsample(data.val, max(2, source_samples // 4), seed)
     data = PreparedTask(data.task, _subsample(data.train, source_samples, seed), val, data.test)
-    shape = _input_shape(study, name, data)
+    shape = _input_shape(study, name)
     torch.manual_seed(seed)
     model = MultiTaskModel(study.new_backbone(shape), [data.task])
     key = {"fingerprint": study.fingerprint, "epochs": epochs, "source_samples": source_samples, "seed": seed}

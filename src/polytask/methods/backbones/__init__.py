@@ -30,6 +30,7 @@ a fixed order (the order names are listed in).
 from polytask.core.registry import import_modules
 from polytask.methods.backbones.base import (
     BACKBONES,
+    DATA_OPTIONS,
     PREFIXES,
     PRETRAINED,
     backbone_names,
@@ -48,6 +49,7 @@ import_modules(__name__, __path__, first=("mlp", "cnn", "gru", "efficientnet", "
 
 __all__ = [
     "BACKBONES",
+    "DATA_OPTIONS",
     "PREFIXES",
     "PRETRAINED",
     "backbone_names",

@@ -32,6 +32,11 @@ BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 PRETRAINED: Registry[Callable[..., nn.Module]] = Registry("pretrained backbone")
 PREFIXES: Registry[Callable[..., nn.Module]] = Registry("backbone prefix")
 
+# Keyword options a study fills from the data, never from the model config: ``embeddings``,
+# the ``(levels + 1, dim)`` of a table's code columns (see polytask.study.models), passed to
+# a builder that takes it (``mlp``) for inputs with code columns.
+DATA_OPTIONS = ("embeddings",)
+
 
 def register_backbone(name: str, *, options: tuple[str, ...] | None = None):
     """Decorator registering ``fn(input_shape, **options) -> nn.Module``; duplicates raise.

@@ -45,7 +45,8 @@ def _is_number(text: str) -> bool:
 
 def save_backbone(path: Path, backbone: nn.Module, name: str, options: dict, input_shape: tuple) -> None:
     """Write a backbone with what rebuilding it needs (its name and the options it was
-    built with); readable with ``weights_only=True``."""
+    built with, an ``mlp``'s ``embeddings`` of a table's code columns included, so
+    ``run:`` rebuilds them); readable with ``weights_only=True``."""
     payload = {
         "format": SAVED_FORMAT,
         "backbone": name,
