@@ -38,6 +38,8 @@ bench: $(BIN)/polytask
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/mtl_step.py
 	$(BIN)/python benchmarks/feature_cache.py
+	$(BIN)/python benchmarks/study_scaling.py
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf runs .pytest_cache
