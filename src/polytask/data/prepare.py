@@ -83,6 +83,40 @@ def as_model_input(x: np.ndarray, image_size: int | None, encode: Callable[[list
     return t
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """A task's inputs converted for the backbone once (images resized, texts tokenized),
+    for every run to take its rows from. Work that does not depend on the run is done once
+    per study and task; scaling, which does, stays per run.
+
+    Attributes:
+        train, val, test: the converted splits (``val`` None when the task has none).
+        pad_id: the pad token of token ids (None for numbers): a run's selection is
+            trimmed to its longest text, as tokenizing only its rows would pad it.
+    """
+
+    train: torch.Tensor
+    val: torch.Tensor | None
+    test: torch.Tensor
+    pad_id: int | None = None
+
+    def rows(self, x: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
+        """Rows ``rows`` of converted split ``x`` (all for None), trimmed of all-pad columns."""
+        out = x if rows is None else x[torch.as_tensor(rows, dtype=torch.long)]
+        if self.pad_id is None or out.ndim != 2 or out.shape[1] == 0:
+            return out
+        used = (out != self.pad_id).any(dim=0).nonzero()
+        width = int(used.max()) + 1 if len(used) else 1
+        return out[:, :width]
+
+
+def model_inputs(data: TaskData, image_size: int | None = None, encode: Callable[[list[str]], torch.Tensor] | None = None) -> ModelInputs:
+    """Convert every split of ``data`` for the backbone (:func:`as_model_input`) once."""
+    convert = [as_model_input(x, image_size, encode) if x is not None else None for x in (data.x_train, data.x_val, data.x_test)]
+    pad = getattr(encode, "pad_id", 0) if is_text(data.x_train) else None
+    return ModelInputs(*convert, pad_id=pad)
+
+
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     """Scale inputs with statistics of the training rows.
 
@@ -114,6 +148,7 @@ def prepare_task(
     encode: Callable[[list[str]], torch.Tensor] | None = None,
     validation: str = "shrink",
     val_min_rows: int = MIN_VAL_ROWS,
+    inputs: ModelInputs | None = None,
 ) -> PreparedTask:
     """Tensors for one run of ``task`` at ``seed`` using ``fraction`` of its training rows.
 
@@ -144,19 +179,26 @@ def prepare_task(
             the whole validation split.
         val_min_rows: the floor of a shrunken validation split that is not stratified.
             Tasks sharing one carve must pass the same value to keep the same rows.
+        inputs: the task's inputs already converted for the backbone
+            (:func:`model_inputs`: resized images, token ids), computed once per study;
+            the run takes its rows from them instead of converting its rows again. The
+            tensors are the same either way.
     """
     stratify = task.kind != "regression" and split_key is None
     key = split_key or task.name
-    x_tr, y_tr = data.x_train, data.y_train
+    y_tr = data.y_train
+    # Rows are tracked as indices into the loaded arrays, so that inputs converted once for
+    # the whole study (``inputs``) give the same tensors as converting this run's rows.
+    tr_rows = np.arange(len(y_tr))
     if data.x_val is None:
         keep, held = holdout(y_tr, VAL_SIZE, rng_for(seed, key, "val"), stratify)
-        x_va, y_va = x_tr[held], y_tr[held]
-        x_tr, y_tr = x_tr[keep], y_tr[keep]
+        va_from, va_rows, y_va = "train", held, y_tr[held]
+        tr_rows, y_tr = keep, y_tr[keep]
     else:
-        x_va, y_va = data.x_val, data.y_val
+        va_from, va_rows, y_va = "val", np.arange(len(data.y_val)), data.y_val
     if validation == "shrink":
         kept = validation_subset(y_va, fraction, rng_for(seed, key, "val-fraction"), stratify, val_min_rows)
-        x_va, y_va = x_va[kept], y_va[kept]
+        va_rows, y_va = va_rows[kept], y_va[kept]
     idx = subsample(y_tr, fraction, rng_for(seed, key, "fraction"), stratify)
     if hide_labels:
         hidden = np.ones(len(y_tr), dtype=bool)
@@ -164,13 +206,17 @@ def prepare_task(
         y_tr = np.asarray(y_tr, dtype=np.float64).copy()
         y_tr[hidden] = np.nan
     else:
-        x_tr, y_tr = x_tr[idx], y_tr[idx]
+        tr_rows, y_tr = tr_rows[idx], y_tr[idx]
     # Regression targets are standardized with this run's training labels, like its inputs.
     task = task.scaled_to(y_tr)
+    va_source = data.x_train if va_from == "train" else data.x_val
     if data.table is not None:
-        tensors = encode_table(data.table, x_tr, x_va, data.x_test)
+        tensors = encode_table(data.table, data.x_train[tr_rows], va_source[va_rows], data.x_test)
+    elif inputs is not None:
+        va_all = inputs.train if va_from == "train" else inputs.val
+        tensors = standardize(*(inputs.rows(x, rows) for x, rows in ((inputs.train, tr_rows), (va_all, va_rows), (inputs.test, None))))
     else:
-        tensors = standardize(*(as_model_input(x, image_size, encode) for x in (x_tr, x_va, data.x_test)))
+        tensors = standardize(*(as_model_input(x, image_size, encode) for x in (data.x_train[tr_rows], va_source[va_rows], data.x_test)))
     splits = [Split(x, encode_targets(task, y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
     return PreparedTask(task, *splits, table=data.table)
 

@@ -20,7 +20,7 @@ from polytask.core.tasks import Task, infer_task, task_notes
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.loaders import load_data, source_key
 from polytask.data.overlap import test_leaks
-from polytask.data.prepare import PreparedTask, model_input_shape, prepare_task
+from polytask.data.prepare import ModelInputs, PreparedTask, model_input_shape, model_inputs, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
 from polytask.methods.backbones import is_pretrained
 from polytask.methods.weighting import uses_rep_grad
@@ -249,6 +249,7 @@ class StudyInputs:
         key = self._split_keys.get(task)
         encode = self.encoder(source) if is_text(raw[task].x_train) else None
         size = self.config.model.image_size
+        inputs = self.model_inputs(task, source)
         return prepare_task(
             raw[task],
             tasks[task],
@@ -260,7 +261,23 @@ class StudyInputs:
             encode=encode,
             validation=self.config.validation,
             val_min_rows=self._val_floor.get(key, MIN_VAL_ROWS),
+            inputs=inputs,
         )
+
+    def model_inputs(self, task: str, source: str | None = None) -> ModelInputs | None:
+        """``task``'s images resized or texts tokenized (by ``source``'s tokenizer) once for
+        the study, cached in this process (workers forked later share it); None for numbers
+        and tables, whose conversion costs nothing worth keeping."""
+        raw, _ = self.load()
+        data = raw[task]
+        text = is_text(data.x_train)
+        if data.table is not None or not (text or data.x_train.ndim >= 3):
+            return None
+        cache = self.__dict__.setdefault("_model_inputs", {})
+        key = (task, source if text else None)
+        if key not in cache:
+            cache[key] = model_inputs(data, self.config.model.image_size, self.encoder(source) if text else None)
+        return cache[key]
 
 
 def validation_floors(split_keys: dict[str, str], tasks: dict[str, Task]) -> dict[str, int]:
