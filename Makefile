@@ -39,6 +39,7 @@ bench: $(BIN)/polytask
 	$(BIN)/python benchmarks/mtl_step.py
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/study_scaling.py
+	$(BIN)/python benchmarks/prepare_once.py
 	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
