@@ -16,13 +16,21 @@ ONEHOT_MAX_LEVELS = 16
 
 
 class DataConfig(Frozen):
-    """Where a task's data comes from: exactly one of ``npz``, ``csv`` or ``builtin``.
+    """Where a task's data comes from: exactly one of ``npz``, ``csv``, ``images`` or ``builtin``.
 
     Attributes:
         npz: NPZ file with ``x_train, y_train, x_test, y_test`` and optional ``x_val, y_val``.
         csv: CSV file; ``target`` names the label column, ``features`` the input columns
             (default: every other column not in ``exclude``). Without ``test`` a
             stratified, seeded test split of ``test_size`` is drawn.
+        images: a folder of image files with one subfolder per class (the subfolder names,
+            sorted, are the classes), or a CSV listing image files (column ``path``,
+            relative to the CSV) with label columns (``target`` names one). ``test``: a
+            folder or CSV of the same form; without it a test split of ``test_size`` is
+            drawn from the files' content. Decoded once when the study loads.
+        size: resize every image to ``size`` x ``size`` pixels when decoding (needed when
+            the files differ in size).
+        channels: 1 (grey) or 3 (RGB); default: 3 when any training image has colour.
         text: CSV column holding text: the task's input is that text (tokenized by
             the text backbone), instead of numeric ``features``.
         builtin: name of a built-in dataset (``polytask datasets``); ``target`` picks the
@@ -51,6 +59,7 @@ class DataConfig(Frozen):
 
     npz: Path | None = None
     csv: Path | None = None
+    images: Path | None = None
     builtin: str | None = None
     target: str | None = None
     text: str | None = None
@@ -64,12 +73,17 @@ class DataConfig(Frozen):
     max_test: int | None = Field(None, ge=1)
     impute: Literal["median", "most_frequent"] | None = None
     onehot_max: int = Field(ONEHOT_MAX_LEVELS, ge=0)
+    path: str = "path"
+    size: int | None = Field(None, ge=4)
+    channels: Literal[1, 3] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [k for k in ("npz", "csv", "builtin") if getattr(self, k) is not None]
+        given = [k for k in ("npz", "csv", "images", "builtin") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of npz, csv, builtin (got {given or 'none'})")
+            raise ValueError(f"give exactly one of npz, csv, images, builtin (got {given or 'none'})")
+        if (self.size is not None or self.channels is not None) and self.images is None:
+            raise ValueError("'size' and 'channels' are how an images data source is decoded")
         if self.csv is not None and not self.target:
             raise ValueError("a csv data source needs 'target': the label column")
         if self.text is not None and self.csv is None:
@@ -84,7 +98,7 @@ class DataConfig(Frozen):
 
     def resolved(self, base: Path) -> DataConfig:
         """Return a copy with file paths made absolute against ``base``."""
-        update = {k: (base / v) for k in ("npz", "csv", "test") if (v := getattr(self, k)) is not None}
+        update = {k: (base / v) for k in ("npz", "csv", "images", "test") if (v := getattr(self, k)) is not None}
         return self.model_copy(update=update)
 
 

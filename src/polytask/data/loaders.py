@@ -12,6 +12,7 @@ from polytask.core.digest import file_digest
 from polytask.core.errors import ConfigError
 from polytask.data.arrays import TaskData
 from polytask.data.builtin import load_builtin
+from polytask.data.images import images_key, load_images
 from polytask.data.splits import holdout, rng_for
 from polytask.data.tabular import check_missing, feature_kinds, numeric_layout, numeric_rows, table_layout, table_rows
 
@@ -24,6 +25,8 @@ def load_data(spec: DataConfig) -> TaskData:
             data = with_imputation(data, spec.impute)
     elif spec.csv is not None:
         data = load_csv(spec)
+    elif spec.images is not None:
+        data = load_images(spec)
     else:
         data = load_builtin(spec.builtin, spec.target)
     if spec.max_train is not None or spec.max_test is not None:
@@ -53,6 +56,8 @@ def source_key(spec: DataConfig) -> str:
     or a builtin's name. Never a path, so two copies of a file draw the same rows."""
     if spec.builtin is not None:
         return f"builtin:{spec.builtin}"
+    if spec.images is not None:
+        return "content:" + images_key(spec)
     files = [f for f in (spec.npz, spec.csv, spec.test) if f is not None]
     for f in files:
         _need_file(f)
