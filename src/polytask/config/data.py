@@ -20,7 +20,8 @@ class DataConfig(Frozen):
 
     Attributes:
         npz: NPZ file with ``x_train, y_train, x_test, y_test`` and optional ``x_val, y_val``.
-        csv: CSV file; ``target`` names the label column, ``features`` the input columns
+        csv: CSV or Parquet file (``parquet:`` is the same key; Parquet needs
+            ``polytask[parquet]``); ``target`` names the label column, ``features`` the input columns
             (default: every other column not in ``exclude``). Without ``test`` a
             stratified, seeded test split of ``test_size`` is drawn.
         images: a folder of image files with one subfolder per class (the subfolder names,
@@ -76,6 +77,16 @@ class DataConfig(Frozen):
     path: str = "path"
     size: int | None = Field(None, ge=4)
     channels: Literal[1, 3] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parquet_is_a_table(cls, raw: Any) -> Any:
+        # ``parquet: file`` reads like ``csv: file`` (the reader knows Parquet by its bytes).
+        if isinstance(raw, dict) and "parquet" in raw:
+            if "csv" in raw:
+                raise ValueError("give either 'csv' or 'parquet', not both")
+            raw = {("csv" if k == "parquet" else k): v for k, v in raw.items()}
+        return raw
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

@@ -112,10 +112,25 @@ def load_npz(path: Path) -> TaskData:
     return TaskData(**{k: arrays[k] for k in [*required, "x_val", "y_val"] if k in arrays}, origin=str(path))
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
 def _read_csv(path: Path):
+    """A table file as a DataFrame: Parquet (by its magic bytes) or CSV."""
     import pandas as pd
 
     _need_file(path)
+    with open(path, "rb") as f:
+        parquet = f.read(4) == PARQUET_MAGIC
+    if parquet:
+        try:
+            import pyarrow  # noqa: F401  (pandas reads Parquet through it)
+        except ImportError:
+            raise ConfigError(f"{path} is a Parquet file, which needs pyarrow; install it with: pip install 'polytask[parquet]'") from None
+        try:
+            return pd.read_parquet(path)
+        except Exception as e:  # corrupt or unsupported Parquet: one line
+            raise ConfigError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
     try:
         return pd.read_csv(path)
     except Exception as e:  # pandas raises many parser error types; all mean "not a usable CSV"
