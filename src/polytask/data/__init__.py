@@ -20,6 +20,7 @@ _LAZY = {
     "load_builtin": "polytask.data.builtin",
     "make_task_family": "polytask.data.synthetic",
     "prepare_task": "polytask.data.prepare",
+    "task_from_datasets": "polytask.data.datasets",
     "write_npz_family": "polytask.data.synthetic",
 }
 
