@@ -3,15 +3,35 @@ one-line wording of a validation error."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 TaskKind = Literal["classification", "binary", "regression"]
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WithSections(BaseModel):
+    """A frozen section whose extra keys are named sub-sections of a method's options
+    (``mtl: {weighting: cagrad, cagrad: {c: 0.5}}``): each must be a mapping."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    # What a sub-section holds, in messages ("hyperparameters", "architecture options").
+    section_kind: ClassVar[str] = "hyperparameters"
+
+    @model_validator(mode="after")
+    def _mapping_sections(self):
+        for key, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"'{key}' must be a mapping of {self.section_kind}, got {value!r}")
+        return self
+
+    def hparams(self, name: str) -> dict:
+        """The options given in sub-section ``name`` (empty: the method's defaults)."""
+        return dict((self.model_extra or {}).get(name, {}))
 
 
 def error_line(loc: str, msg: str, given: Any = None, show_given: bool = True) -> str:

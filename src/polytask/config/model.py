@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import ClassVar
 
-from polytask.config.base import Frozen
+from pydantic import Field
+
+from polytask.config.base import Frozen, WithSections
 
 
 class MLPConfig(Frozen):
@@ -44,7 +46,7 @@ class ImageNetConfig(Frozen):
     resize: int | None = Field(64, ge=16)
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(WithSections):
     """Shared layers (the backbone), how tasks share them, and the heads.
 
     Attributes:
@@ -61,7 +63,7 @@ class ModelConfig(BaseModel):
             always use one backbone and one head.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    section_kind: ClassVar[str] = "architecture options"
     backbone: str = "mlp"
     image_size: int | None = Field(None, ge=4)
     architecture: str = "hard"
@@ -71,13 +73,6 @@ class ModelConfig(BaseModel):
     text: TextConfig = TextConfig()
     imagenet: ImageNetConfig = ImageNetConfig()
 
-    @model_validator(mode="after")
-    def _option_sections(self) -> ModelConfig:
-        for key, options in (self.model_extra or {}).items():
-            if not isinstance(options, dict):
-                raise ValueError(f"'{key}' must be a mapping of architecture options, got {options!r}")
-        return self
-
     def architecture_options(self, name: str | None = None) -> dict:
         """Options given for architecture ``name`` (default: the configured one)."""
-        return dict((self.model_extra or {}).get(name or self.architecture, {}))
+        return self.hparams(name or self.architecture)

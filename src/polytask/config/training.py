@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from polytask.config.base import Frozen
+from polytask.config.base import Frozen, WithSections
 
 
 class TrainConfig(Frozen):
@@ -58,7 +58,7 @@ class TrainConfig(Frozen):
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
-class FineTuneConfig(BaseModel):
+class FineTuneConfig(WithSections):
     """Recipe of the ``fine-tune`` strategies (config key ``fine-tune``).
 
     Attributes:
@@ -80,7 +80,6 @@ class FineTuneConfig(BaseModel):
             after training.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     layers: Literal["all"] | int = "all"
     unfreeze: Literal["none", "gradual"] = "none"
     unfreeze_every: int = Field(1, ge=1)
@@ -95,21 +94,14 @@ class FineTuneConfig(BaseModel):
     def _sections(self) -> FineTuneConfig:
         if isinstance(self.layers, int) and self.layers < 0:
             raise ValueError(f"'layers' must be 'all' or a number of stages >= 0, got {self.layers}")
-        for key, hp in (self.model_extra or {}).items():
-            if not isinstance(hp, dict):
-                raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
         if self.lora is not None and (self.regularizer in ("l2-sp", "delta")):
             raise ValueError(f"lora renames the backbone's weights, so '{self.regularizer}' cannot match them to the pretrained ones; drop one")
         if self.unfreeze == "gradual" and self.layers != "all":
             raise ValueError("unfreeze: gradual already decides which stages train; leave 'layers' at 'all'")
         return self
 
-    def hparams(self, name: str) -> dict:
-        """Hyperparameters given for regularizer ``name``."""
-        return dict((self.model_extra or {}).get(name, {}))
 
-
-class DomainAdaptConfig(BaseModel):
+class DomainAdaptConfig(WithSections):
     """Settings of the ``domain-adapt:<method>`` strategies (config key ``domain-adapt``).
 
     Attributes:
@@ -119,22 +111,10 @@ class DomainAdaptConfig(BaseModel):
         <method>: hyperparameters of one method, e.g. ``dann: {trade_off: 1.0}``.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     validator: str = "dev"
 
-    @model_validator(mode="after")
-    def _sections(self) -> DomainAdaptConfig:
-        for key, hp in (self.model_extra or {}).items():
-            if not isinstance(hp, dict):
-                raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
-        return self
 
-    def hparams(self, method: str) -> dict:
-        """Hyperparameters given for ``method``."""
-        return dict((self.model_extra or {}).get(method, {}))
-
-
-class MTLConfig(BaseModel):
+class MTLConfig(WithSections):
     """How the ``mtl`` strategy balances its tasks.
 
     ``weighting`` names a method of :mod:`polytask.methods.weighting`; its hyperparameters go in
@@ -143,22 +123,10 @@ class MTLConfig(BaseModel):
     one study can compare several side by side.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     weighting: str = "ew"
     rep_grad: bool = False
     sampling: Literal["uniform", "proportional", "temperature"] = "uniform"
     temperature: float = Field(2.0, gt=0)
-
-    @model_validator(mode="after")
-    def _sections(self) -> MTLConfig:
-        for key, hp in (self.model_extra or {}).items():
-            if not isinstance(hp, dict):
-                raise ValueError(f"'{key}' must be a mapping of hyperparameters, got {hp!r}")
-        return self
-
-    def hparams(self, method: str) -> dict:
-        """The hyperparameters given for ``method`` (empty: its paper's defaults)."""
-        return dict((self.model_extra or {}).get(method, {}))
 
 
 TUNABLE_TRAIN = ("lr", "weight_decay", "backbone_lr_ratio")
