@@ -1,4 +1,4 @@
-"""Study scaling: how much faster one fixed study grid runs with 2 worker processes than with 1.
+"""Study scaling: how much faster one fixed study grid runs with 2 worker processes than with 1 (and on Ray).
 
 One small study (synthetic related tabular tasks from
 :func:`polytask.data.make_task_family`, polytask's MLP backbone, strategies ``scratch``,
@@ -20,15 +20,26 @@ of ``workers=2`` does, so the comparison is one process against two on the same 
 After an untimed warm-up of each executor on a tiny grid, the executors alternate for
 ``--repeats`` timed runs each; the headline is the ratio of their medians.
 
+With ``--ray`` (needs ``pip install 'polytask[ray]'``) the script also starts a local Ray
+cluster of 2 CPUs (``ray start --head`` on 127.0.0.1, its own temporary folder, through
+:class:`polytask.study.ray_cluster.LocalRayCluster`; stopped afterwards by process id, never
+``ray stop``) and adds ``ray-2``: ``Study.run(..., executor="ray", address=...)``, timed the
+same way (connecting to the cluster and its worker processes' start are part of each run,
+as they are for ``polytask compare --executor ray``). It prints Ray's overhead per run
+against ``local-2`` (the same two processes' worth of CPUs), and splits it into a fixed cost
+per study and a cost per run with a second, tiny grid.
+
 Usage::
 
     .venv/bin/python benchmarks/study_scaling.py            # full run, about two minutes on 2 cores
+    .venv/bin/python benchmarks/study_scaling.py --ray      # also on a local Ray cluster of 2 CPUs
     .venv/bin/python benchmarks/study_scaling.py --quick    # smoke run, a few seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -123,11 +134,23 @@ def local(workers: int) -> Executor:
     return Executor(f"local-{workers}", run)
 
 
+def on_ray(address: str, cpus: int) -> Executor:
+    """polytask's Ray executor: ``Study.run(executor="ray", address=...)`` on a cluster of
+    ``cpus`` CPUs (each run a task of one CPU). Connecting and starting the job's worker
+    processes are timed: each ``run`` is a new Ray job, as each ``polytask compare`` is."""
+
+    def run(config: dict[str, Any], data: dict[str, TaskData], out: Path) -> float:
+        study = Study(config, data=data)
+        t0 = time.perf_counter()
+        study.run(out=out, executor="ray", address=address, progress=False)
+        return time.perf_counter() - t0
+
+    return Executor(f"ray-{cpus}", run)
+
+
 # The executors compared, in this order; the first is the baseline of every speed-up.
-# RAY: a Ray executor comparison goes here once polytask can run a study on Ray: add its
-# Executor to this list (its run() times only the study's run, as local() does, and writes
-# the same results.jsonl into `out`); the timings, speed-ups and the equality check below
-# then include it with no other change.
+# RAY: with --ray, main() appends on_ray(...) on a local cluster of 2 CPUs; the timings,
+# speed-ups and the equality check below then include it with no other change.
 EXECUTORS: list[Executor] = [local(1), local(2)]
 
 
@@ -156,8 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny grid, for a smoke test")
     p.add_argument("--repeats", type=int, help="timed runs per executor (default 3, quick 1)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the driver (default 1, as each worker)")
+    p.add_argument("--ray", action="store_true", help="also run on a local Ray cluster of 2 CPUs (needs polytask[ray])")
     args = p.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        executors = list(EXECUTORS)
+        if args.ray:
+            from polytask.study.ray_cluster import LocalRayCluster
 
+            cluster = stack.enter_context(LocalRayCluster(cpus=2))
+            print(f"ray cluster: {cluster.address}, 2 CPUs, started in {cluster.started_seconds:.1f} s (stopped by process id at the end)")
+            executors.append(on_ray(cluster.address, 2))
+        return measure(args, executors)
+
+
+def measure(args: argparse.Namespace, executors: list[Executor]) -> int:
+    """Warm up, time ``executors`` in turn, print times, speed-ups, Ray's overhead and the check."""
     s = QUICK if args.quick else FULL
     if args.repeats:
         s = replace(s, repeats=args.repeats)
@@ -173,36 +209,53 @@ def main(argv: list[str] | None = None) -> int:
         f"target + {s.n_tasks - 1} sources ({s.n_target} / {s.n_source} train rows, {s.n_test} test, {s.n_features} features), "
         f"MLP {s.n_features}->{'->'.join(map(str, s.hidden))}, at most {s.epochs} epochs, batch {s.batch_size}"
     )
-    print(f"executors: {', '.join(e.name for e in EXECUTORS)}")
+    print(f"executors: {', '.join(e.name for e in executors)}")
 
     with tempfile.TemporaryDirectory(prefix="study-scaling-") as tmp:
         root = Path(tmp)
         # Warm-up: first-call costs (lazy imports of the analysis and report, allocator,
         # kernels) fall on a tiny grid, before anything is timed.
         few = replace(QUICK, seeds=1)
-        for e in EXECUTORS:
+        for e in executors:
             timed(e, make_config(few, make_data(few)), make_data(few), root)
+        # With Ray: the tiny grid once more, timed, to split Ray's overhead into a cost per
+        # study (connecting, starting the job's workers) and a cost per run.
+        tiny: dict[str, float] = {}
+        if any(e.name.startswith("ray") for e in executors):
+            for e in executors[1:]:
+                tiny[e.name] = timed(e, make_config(few, make_data(few)), make_data(few), root)[0]
 
-        times: dict[str, list[float]] = {e.name: [] for e in EXECUTORS}
+        times: dict[str, list[float]] = {e.name: [] for e in executors}
         folders: list[tuple[str, Path]] = []
         for r in range(s.repeats):
             # Alternate the order so that drift of the machine's speed hits every executor alike.
-            order = EXECUTORS if r % 2 == 0 else EXECUTORS[::-1]
+            order = executors if r % 2 == 0 else executors[::-1]
             for e in order:
                 seconds, out = timed(e, config, data, root)
                 times[e.name].append(seconds)
                 folders.append((e.name, out))
             print(f"repeat {r + 1}: " + ", ".join(f"{e.name} {times[e.name][-1]:.2f} s" for e in order))
 
-        base = EXECUTORS[0].name
+        base = executors[0].name
         median = {name: statistics.median(t) for name, t in times.items()}
         per_run = statistics.median(run_seconds(folders[0][1]))
         for name, t in median.items():
             print(f"{name:<8} median {t:7.2f} s  {s.runs / t:5.2f} runs/s")
         print(f"one run: median {per_run:.2f} s of training (train_seconds of {base}'s first study)")
-        for e in EXECUTORS[1:]:
+        for e in executors[1:]:
             target = "  (target >= 1.6x on 2 cores)" if e.name == "local-2" else ""
             print(f"speed-up {e.name} / {base}: {median[base] / median[e.name]:.2f}x{target}")
+        for name in (n for n in median if n.startswith("ray")):
+            for ref in ("local-2", base):
+                print(f"ray overhead vs {ref}: {median[name] - median[ref]:+.2f} s per study, {1000 * (median[name] - median[ref]) / s.runs:+.0f} ms per run")
+            few_runs = replace(QUICK, seeds=1).runs
+            if tiny and s.runs > few_runs:
+                fixed = tiny[name] - tiny["local-2"]
+                marginal = ((median[name] - median["local-2"]) - fixed) / (s.runs - few_runs)
+                print(
+                    f"  tiny grid ({few_runs} runs): {name} {tiny[name]:.2f} s, local-2 {tiny['local-2']:.2f} s; "
+                    f"so about {fixed:.2f} s per study (connect, start workers) and {1000 * marginal:+.0f} ms per run on top of local-2"
+                )
 
         # The same grid must give the same numbers whoever ran it.
         reference = metrics_of(folders[0][1])

@@ -55,16 +55,20 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", help="Study folder [default: runs/<name>]; finished runs in it are kept."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Override the config's number of seeds."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps; overrides train.device."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes running runs in parallel."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes running runs in parallel (local executor)."),
+    executor: str = typer.Option("local", "--executor", help="local (--workers processes here) or ray (each run a Ray task; needs the ray extra)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: HOST:PORT of the Ray head (default: RAY_ADDRESS, else Ray here)."),
     relate_first: bool = typer.Option(False, "--relate", help="First rank the candidate sources (as 'polytask relate', defaults) into the study folder."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, pretraining and tuning the study would do, with a time estimate; write nothing."),
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
     from polytask.api import Study
     from polytask.report.terminal import print_summary
+    from polytask.study.ray_executor import check_executor
     from polytask.study.resolve import load_config, validate
 
     try:
+        check_executor(executor, 1 if dry_run else workers, address)
         cfg = load_config(config)
         if seeds is not None:
             # Validated again as a whole: other fields are checked against the seeds (tune.seed).
@@ -84,7 +88,7 @@ def compare(
             from polytask.insights.relate import rank_sources, relate_table
 
             Console().print(relate_table(rank_sources(study, out)))
-        summary = study.run(out=out, workers=workers, progress=True)
+        summary = study.run(out=out, workers=workers, progress=True, executor=executor, address=address)
     except ConfigError as e:
         _fail(str(e))
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ here are the grid, each job's run, the in-study pretraining's cache and the ``tu
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import time
@@ -34,10 +35,11 @@ from polytask.study.inputs import StudyInputs, input_groups, validation_floors
 from polytask.study.models import StudyModels, UserBackbone
 from polytask.study.plan import Job, RunSpec, plan_jobs
 from polytask.study.progress import StudyProgress
+from polytask.study.ray_executor import check_executor, run_ray
 from polytask.study.resolve import load_config as resolve_file
 from polytask.study.resolve import resolve, validate
 from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
-from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies
+from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies, tuning_path
 from polytask.training.devices import device_name, resolve_device, worker_gpus
 
 # Loading the data and building the models live in polytask.study.inputs and
@@ -195,21 +197,27 @@ class Study(StudyInputs, StudyModels):
         finished = time.strftime("%Y-%m-%dT%H:%M:%S")
         return [{**row, "finished_at": finished} for row in rows.values()]
 
-    def run_grid(self, out: str | Path | None = None, workers: int = 1, progress: bool = True) -> Path:
+    def run_grid(self, out: str | Path | None = None, workers: int = 1, progress: bool = True, executor: str = "local", address: str | None = None) -> Path:
         """Run every pending cell of the grid, appending each row to ``results.jsonl`` as it
         finishes (the analysis and the report are :func:`polytask.finalize.finalize`'s).
 
         Args:
             out: study folder (default ``runs/<name>``); finished runs found there are kept.
-            workers: processes running jobs in parallel (1: in this process).
+            workers: processes running jobs in parallel (1: in this process); local executor only.
             progress: show progress bars on stderr.
+            executor: ``local`` (this machine, ``workers`` processes) or ``ray`` (each job a
+                Ray task: :func:`polytask.study.ray_executor.run_ray`).
+            address: with ``ray``, ``HOST:PORT`` of the cluster's head (None: ``RAY_ADDRESS``,
+                else a Ray instance started on this machine for the study).
 
         Returns:
             The study folder.
         """
+        check_executor(executor, workers, address)
         out = Path(out) if out is not None else Path("runs") / self.config.name
         self.load()
-        resolve_device(self.config.train.device)  # a device this machine lacks fails before anything is written
+        if executor == "local":  # on Ray the workers' devices count, checked on the cluster
+            resolve_device(self.config.train.device)  # a device this machine lacks fails before anything is written
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.yaml", yaml.safe_dump(self.resolved_config().model_dump(mode="json", by_alias=True), sort_keys=False))
         fingerprint = self.fingerprint
@@ -220,7 +228,10 @@ class Study(StudyInputs, StudyModels):
         with StudyProgress(total=sum(len(j.tasks) for j in pending), enabled=progress) as bar:
             for job in pending:  # every search before any seed runs (and before workers fork)
                 self._tuned(out, job, [bar])
-            if workers <= 1 or len(pending) <= 1:
+            if executor == "ray":
+                if pending:
+                    self._run_on_ray(out, pending, store, bar, address)
+            elif workers <= 1 or len(pending) <= 1:
                 for job in pending:
                     bar.start_run(job.label)
                     for row in self.execute_job(out, job, callbacks=[bar]):
@@ -325,3 +336,50 @@ class Study(StudyInputs, StudyModels):
             deliver=deliver,
             gpus=worker_gpus(self.config.train.device, workers),
         )
+
+    def _run_on_ray(self, out: Path, pending: list[Job], store: ResultStore, bar: StudyProgress, address: str | None) -> None:
+        """Run jobs as Ray tasks (:func:`polytask.study.ray_executor.run_ray`), the
+        pretrainings they need first, storing each job's files and rows as they arrive."""
+
+        def deliver(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                store.append(row)
+                bar.finish_run(row)
+
+        shipped = self._portable()
+        run_ray(
+            pretrain=shipped._pretrained,
+            execute=shipped.execute_job,
+            pretrainings=self.pretrainings_needed(out, pending),
+            jobs=pending,
+            deliver=deliver,
+            folder=out,
+            inputs=lambda job: self._job_inputs(out, job),
+            needs=self._job_pretrainings,
+            address=address,
+            device=self.config.train.device,
+        )
+
+    def _portable(self) -> Study:
+        """A copy of this study for workers that may be on other machines: its data loaded
+        (they read no data files), no cached features or tokenizers, and a CUDA device without
+        its index (Ray gives each task its own GPU, which the task sees as ``cuda``)."""
+        self.load()
+        shipped = copy.copy(self)
+        shipped._feature_cache = FeatureCache()
+        shipped._encoders = {}
+        shipped.notes = list(self.notes)
+        if self.config.train.device.startswith("cuda:"):
+            shipped.config = self.config.model_copy(update={"train": self.config.train.model_copy(update={"device": "cuda"})})
+        return shipped
+
+    def _job_pretrainings(self, job: Job) -> list[RunSpec]:
+        """The in-study pretrainings ``job``'s cells start from (as :meth:`pretrainings_needed` names them)."""
+        return [RunSpec(s.task, "pretrain", self._pretrain_fraction(s.fraction), s.seed) for s in job.specs if uses_study_pretraining(s.strategy, self.config)]
+
+    def _job_inputs(self, out: Path, job: Job) -> list[str]:
+        """The files of the study folder ``job`` reads (relative paths): the cached in-study
+        pretrainings its cells start from and its ``tune:`` search, those that exist."""
+        paths = [self._pretrained_path(out, s.task, s.seed, s.fraction) for s in job.specs if uses_study_pretraining(s.strategy, self.config)]
+        paths.append(tuning_path(out, TUNED_AS.get(job.strategy, job.strategy), job.fraction))
+        return sorted({p.relative_to(out).as_posix() for p in paths if p.is_file()})
