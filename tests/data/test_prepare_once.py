@@ -70,3 +70,21 @@ def test_a_study_converts_each_task_once_not_once_per_run(tmp_path, monkeypatch)
     # for the whole grid (2 seeds x 2 fractions x 3 strategies, plus pretraining).
     whole = [n for n in calls if n > 1]
     assert sorted(whole) == [20, 20, 90, 90]  # train and test of each task; no validation file
+
+
+def test_workers_fork_after_the_inputs_are_converted(tmp_path, monkeypatch):
+    # The driver converts every task's inputs before the pool forks, so the workers inherit
+    # them (copy-on-write) instead of each converting them again.
+    data = {"target": _images(seed=1), "source": _images(seed=2)}
+    cfg = {
+        "name": "fork",
+        "seeds": 2,
+        "fractions": [1.0],
+        "tasks": {"target": {}, "source": {"role": "source"}},
+        "model": {"backbone": "cnn", "cnn": {"channels": [4], "hidden": 8}, "image_size": 16},
+        "strategies": ["scratch"],
+        "train": {"max_epochs": 1, "batch_size": 32, "patience": 1, "min_steps_per_epoch": 1},
+    }
+    study = Study(cfg, data=data)
+    study.run(out=tmp_path / "out", workers=2, progress=False)
+    assert set(study._model_inputs) == {("target", None), ("source", None)}

@@ -327,6 +327,10 @@ class Study(StudyInputs, StudyModels):
                 store.append(row)
                 bar.finish_run(row)
 
+        # Images resized and texts tokenized once here, before the workers fork: they share
+        # the converted inputs instead of each converting them again.
+        for task in self.config.tasks:
+            self.model_inputs(task)
         run_local(
             pretrain=lambda spec: self._pretrained(out, spec),
             execute=lambda job: self.execute_job(out, job),
