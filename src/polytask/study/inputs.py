@@ -44,6 +44,7 @@ class StudyInputs:
     notes: list[str]
     _loaded: tuple[dict[str, TaskData], dict[str, Task]] | None
     _shapes: dict[str, tuple]
+    _model_inputs: dict[tuple[str, str | None], ModelInputs]
     _split_keys: dict[str, str]
     _val_floor: dict[str, int]
     _fingerprint: str
@@ -273,11 +274,10 @@ class StudyInputs:
         text = is_text(data.x_train)
         if data.table is not None or not (text or data.x_train.ndim >= 3):
             return None
-        cache = self.__dict__.setdefault("_model_inputs", {})
         key = (task, source if text else None)
-        if key not in cache:
-            cache[key] = model_inputs(data, self.config.model.image_size, self.encoder(source) if text else None)
-        return cache[key]
+        if key not in self._model_inputs:
+            self._model_inputs[key] = model_inputs(data, self.config.model.image_size, self.encoder(source) if text else None)
+        return self._model_inputs[key]
 
 
 def validation_floors(split_keys: dict[str, str], tasks: dict[str, Task]) -> dict[str, int]:

@@ -87,7 +87,7 @@ class StudyModels:
         and the builder takes that option. :meth:`_save_backbone` stores the same, so
         ``run:`` rebuilds the backbone with its embeddings."""
         options = backbone_options(self.config.model, name)
-        _, embeddings = getattr(self, "_codes", {}).get(tuple(input_shape), ((), ()))
+        _, embeddings = self._codes.get(tuple(input_shape), ((), ()))
         if embeddings and "embeddings" in (builder_options(name) or ()):
             options["embeddings"] = [list(pair) for pair in embeddings]
         return options
@@ -95,7 +95,7 @@ class StudyModels:
     def _check_codes(self, net: nn.Module, shape: tuple, what: str) -> None:
         """A backbone for inputs with code columns embeds exactly them, or reads them as
         numbers (one note per backbone); embedding other code columns is an error."""
-        tasks, want = getattr(self, "_codes", {}).get(shape, ((), ()))
+        tasks, want = self._codes.get(shape, ((), ()))
         if not want:
             return
         have = tuple(tuple(pair) for pair in getattr(net, "embedding_sizes", ()))

@@ -84,6 +84,12 @@ class Study(StudyInputs, StudyModels):
         self.notes: list[str] = []
         self._encoders: dict[str, Callable] = {}
         self._feature_cache = FeatureCache()
+        # Inputs converted once per task (StudyInputs.model_inputs), and the code columns
+        # of table inputs with the backbones already noted as reading them as numbers
+        # (set when the data loads; StudyModels).
+        self._model_inputs: dict[tuple[str, str | None], Any] = {}
+        self._codes: dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]] = {}
+        self._code_notes: set[str] = set()
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
@@ -372,6 +378,7 @@ class Study(StudyInputs, StudyModels):
         shipped = copy.copy(self)
         shipped._feature_cache = FeatureCache()
         shipped._encoders = {}
+        shipped._model_inputs = {}
         shipped.notes = list(self.notes)
         if self.config.train.device.startswith("cuda:"):
             shipped.config = self.config.model_copy(update={"train": self.config.train.model_copy(update={"device": "cuda"})})

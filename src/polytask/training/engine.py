@@ -67,7 +67,9 @@ def _shard(batches: dict[str, torch.Tensor], data: dict[str, PreparedTask], shar
     taken: dict[int, torch.Tensor] = {}
     local, share = {}, {}
     for name, idx in batches.items():
-        local[name] = taken.setdefault(id(idx), shards.take(idx))
+        if id(idx) not in taken:
+            taken[id(idx)] = shards.take(idx)
+        local[name] = taken[id(idx)]
         y = data[name].train.y
         mine = labelled_rows(data[name].task, y[local[name]]).sum()
         share[name] = mine / labelled_rows(data[name].task, y[idx]).sum().clamp_min(1)

@@ -118,10 +118,12 @@ def _backward(
         shards.sum_(grads)
     if s != 1.0:
         grads = grads.float() / s
-    if torch.isfinite(grads).all():
-        combined, weights = weighting.combine(grads, seen)
-    else:  # a float16 overflow: the scaler skips this step; no method sees the infinities
+    # Only a float16 overflow makes infinities here (the scaler then skips the step, and no
+    # method should see them); other precisions skip the check, a read from the device.
+    if s != 1.0 and not torch.isfinite(grads).all():
         combined, weights = grads.sum(0), None
+    else:
+        combined, weights = weighting.combine(grads, seen)
     head_grads = torch.autograd.grad(scale(total), others, allow_unused=True) if others else []
     for p, g in zip(others, head_grads):
         if g is not None:
