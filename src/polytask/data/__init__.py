@@ -6,8 +6,7 @@ datasets (``polytask datasets``) does not load PyTorch, which only preparing ten
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from polytask.core.lazy import lazy_attributes
 
 # name -> the module that defines it
 _LAZY = {
@@ -27,13 +26,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'polytask.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
