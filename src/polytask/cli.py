@@ -84,6 +84,7 @@ def compare(
 
             print_plan(plan(study, out, workers=workers))
             return
+        study.use_folder(out)
         if relate_first:
             from polytask.insights.relate import rank_sources, relate_table
 

@@ -96,7 +96,8 @@ def check_task_data(data: TaskData, task: Task) -> None:
             raise ConfigError(f"{where}: x_{split} is empty")
         if x.shape[1:] != ref:
             raise ConfigError(f"{where}: x_{split} samples have shape {x.shape[1:]} but x_train samples have {ref}")
-        bad = 0 if text else int(np.isinf(x).sum()) if imputed else int(np.size(x) - np.isfinite(x).sum())
+        # Integers are always finite: skipping them keeps a memory-mapped image array on disk.
+        bad = 0 if text or x.dtype.kind in "biu" else int(np.isinf(x).sum()) if imputed else int(np.size(x) - np.isfinite(x).sum())
         if bad:
             what = "infinite" if imputed else "NaN or infinite"
             raise ConfigError(f"{where}: x_{split} has {bad} {what} values; expected finite features")

@@ -17,8 +17,12 @@ from polytask.data.splits import holdout, rng_for
 from polytask.data.tabular import check_missing, feature_kinds, numeric_layout, numeric_rows, table_layout, table_rows
 
 
-def load_data(spec: DataConfig) -> TaskData:
-    """Load the arrays a :class:`DataConfig` points to (cropped when ``crop`` is set)."""
+def load_data(spec: DataConfig, store: Path | None = None) -> TaskData:
+    """Load the arrays a :class:`DataConfig` points to (cropped when ``crop`` is set).
+
+    ``store``: a folder where image files are decoded to memory-mapped arrays
+    (:func:`~polytask.data.images.load_images`) instead of into memory.
+    """
     if spec.npz is not None:
         data = load_npz(spec.npz)
         if spec.impute is not None:
@@ -26,7 +30,7 @@ def load_data(spec: DataConfig) -> TaskData:
     elif spec.csv is not None:
         data = load_csv(spec)
     elif spec.images is not None:
-        data = load_images(spec)
+        data = load_images(spec, store)
     else:
         data = load_builtin(spec.builtin, spec.target)
     if spec.max_train is not None or spec.max_test is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ from polytask.core.inputs import TEXT_SHAPE
 from polytask.core.targets import encode_targets
 from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData, is_text
+from polytask.data.ondisk import CHUNK_ROWS, ArrayFolder, is_on_disk, write_array
+from polytask.data.rows import StoredRows, image_scale, token_width
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
 from polytask.data.tabular import TableLayout, fit_table
 
@@ -28,9 +31,10 @@ VAL_SIZE = 0.2
 
 @dataclass(frozen=True)
 class Split:
-    """Inputs and encoded targets of one split."""
+    """Inputs and encoded targets of one split (inputs in memory, or read from disk by
+    batch: :class:`~polytask.data.rows.StoredRows`)."""
 
-    x: torch.Tensor
+    x: torch.Tensor | StoredRows
     y: torch.Tensor
 
     def __len__(self) -> int:
@@ -90,15 +94,24 @@ class ModelInputs:
     per study and task; scaling, which does, stays per run.
 
     Attributes:
-        train, val, test: the converted splits (``val`` None when the task has none).
+        train, val, test: the converted splits (``val`` None when the task has none):
+            tensors in memory, or memory-mapped arrays (:attr:`key` set) that runs read
+            batch by batch through :class:`~polytask.data.rows.StoredRows`.
         pad_id: the pad token of token ids (None for numbers): a run's selection is
             trimmed to its longest text, as tokenizing only its rows would pad it.
+        key: for mapped arrays, the digest naming their folder (their content).
     """
 
-    train: torch.Tensor
-    val: torch.Tensor | None
-    test: torch.Tensor
+    train: torch.Tensor | np.ndarray
+    val: torch.Tensor | np.ndarray | None
+    test: torch.Tensor | np.ndarray
     pad_id: int | None = None
+    key: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        """Whether the converted inputs stay on disk."""
+        return self.key is not None
 
     def rows(self, x: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
         """Rows ``rows`` of converted split ``x`` (all for None), trimmed of all-pad columns."""
@@ -109,12 +122,50 @@ class ModelInputs:
         width = int(used.max()) + 1 if len(used) else 1
         return out[:, :width]
 
+    def stored_rows(self, train_rows: np.ndarray, val_from: str, val_rows: np.ndarray) -> list[StoredRows]:
+        """A run's train, validation and test inputs read from the mapped arrays: its rows,
+        and the scale fitted on its training rows (images) or each split's width (tokens)."""
+        picks = [("train", self.train, train_rows), (val_from, getattr(self, val_from), val_rows), ("test", self.test, np.arange(len(self.test)))]
+        if self.pad_id is not None:
+            return [StoredRows(x, f"{self.key}:{n}", r, width=token_width(x, r, self.pad_id)) for n, x, r in picks]
+        scale = image_scale(self.train, train_rows)
+        return [StoredRows(x, f"{self.key}:{n}", r, scale=scale) for n, x, r in picks]
 
-def model_inputs(data: TaskData, image_size: int | None = None, encode: Callable[[list[str]], torch.Tensor] | None = None) -> ModelInputs:
-    """Convert every split of ``data`` for the backbone (:func:`as_model_input`) once."""
-    convert = [as_model_input(x, image_size, encode) if x is not None else None for x in (data.x_train, data.x_val, data.x_test)]
-    pad = getattr(encode, "pad_id", 0) if is_text(data.x_train) else None
-    return ModelInputs(*convert, pad_id=pad)
+
+def model_inputs(
+    data: TaskData,
+    image_size: int | None = None,
+    encode: Callable[[list[str]], torch.Tensor] | None = None,
+    folder: ArrayFolder | None = None,
+) -> ModelInputs:
+    """Convert every split of ``data`` for the backbone (:func:`as_model_input`) once.
+
+    With ``folder`` (named by a digest of the data and the conversion), the converted
+    splits are written there chunk by chunk and read memory-mapped; inputs already on disk
+    that need no conversion are read where they are.
+    """
+    text = is_text(data.x_train)
+    pad = getattr(encode, "pad_id", 0) if text else None
+    splits = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
+    if folder is None:
+        return ModelInputs(*(as_model_input(x, image_size, encode) if x is not None else None for x in splits.values()), pad_id=pad)
+    resized = image_size is not None and tuple(data.x_train.shape[-2:]) != (image_size, image_size)
+    if not text and not resized and all(x is None or is_on_disk(x) for x in splits.values()):
+        return ModelInputs(*splits.values(), key=folder.path.name)
+
+    def write(where: Path) -> dict[str, bool]:
+        for name, x in splits.items():
+            if x is None:
+                continue
+            if text:
+                np.save(where / f"{name}.npy", encode(list(x)).numpy())
+                continue
+            chunks = (as_model_input(np.asarray(x[i : i + CHUNK_ROWS]), image_size).numpy() for i in range(0, len(x), CHUNK_ROWS))
+            write_array(where / f"{name}.npy", chunks, len(x), model_input_shape(data, image_size), np.float32)
+        return {name: True for name, x in splits.items() if x is not None}
+
+    arrays = folder.write(write)
+    return ModelInputs(arrays["train"], arrays.get("val"), arrays["test"], pad_id=pad, key=folder.path.name)
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
@@ -212,6 +263,8 @@ def prepare_task(
     va_source = data.x_train if va_from == "train" else data.x_val
     if data.table is not None:
         tensors = encode_table(data.table, data.x_train[tr_rows], va_source[va_rows], data.x_test)
+    elif inputs is not None and inputs.stored:
+        tensors = inputs.stored_rows(tr_rows, va_from, va_rows)
     elif inputs is not None:
         va_all = inputs.train if va_from == "train" else inputs.val
         tensors = standardize(*(inputs.rows(x, rows) for x, rows in ((inputs.train, tr_rows), (va_all, va_rows), (inputs.test, None))))

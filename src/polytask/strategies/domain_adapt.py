@@ -70,6 +70,7 @@ from polytask.core.errors import ConfigError
 from polytask.core.tasks import Task, higher_is_better
 from polytask.data.loaders import load_data
 from polytask.data.prepare import PreparedTask, Split, as_model_input, standardize
+from polytask.data.rows import as_tensor
 from polytask.data.splits import rng_for, subsample
 from polytask.methods.adaptation import ADAPTERS, Adapter, adabn_recalibrate, create_adapter
 from polytask.methods.adaptation.validators import score
@@ -295,7 +296,7 @@ def _pooled_sources(ctx: RunContext, task: Task) -> tuple[list[str], PreparedTas
 
     def pool(split: str) -> Split:
         splits = [getattr(p, split) for p in parts]
-        return Split(torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits]))
+        return Split(torch.cat([as_tensor(s.x) for s in splits]), torch.cat([s.y for s in splits]))
 
     return names, PreparedTask(task, pool("train"), pool("val"), pool("test"))
 
@@ -304,7 +305,7 @@ def _unlabeled_inputs(ctx: RunContext, target: PreparedTask) -> Tensor:
     """The unlabelled target inputs of this run (see the module docstring)."""
     spec = ctx.config.tasks[ctx.target].unlabeled
     if spec is True:
-        return target.train.x  # inputs only: the labels of these rows are never read
+        return as_tensor(target.train.x)  # inputs only: the labels of these rows are never read
     raw = load_data(spec)
     x = as_model_input(raw.x_train, ctx.config.model.image_size)
     if tuple(x.shape[1:]) != tuple(target.train.x.shape[1:]):

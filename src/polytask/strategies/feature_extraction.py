@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from polytask.core.digest import state_digest, tensor_digest
+from polytask.core.digest import state_digest
 from polytask.data.prepare import PreparedTask, Split
+from polytask.data.rows import inputs_digest
 from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel, count_params, feature_statistics
 from polytask.strategies.base import RunContext, RunOutcome, register_strategy, train_and_test
 from polytask.strategies.features import features_of, stay_in_eval
@@ -43,7 +44,7 @@ def feature_extraction(ctx: RunContext, source: str | None = None) -> RunOutcome
     layers = state_digest(backbone)
     splits, feature_seconds = [], 0.0
     for split in (target.train, target.val, target.test):
-        features, seconds = ctx.feature_cache.get((layers, tensor_digest(split.x)), lambda s=split: features_of(backbone, s))
+        features, seconds = ctx.feature_cache.get((layers, inputs_digest(split.x)), lambda s=split: features_of(backbone, s))
         splits.append(Split(features, split.y))
         feature_seconds += seconds
     cached = PreparedTask(target.task, *splits)

@@ -10,15 +10,18 @@ turns a task into tensors for one seed and fraction. The backbones it checks aga
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polytask.config import DataConfig, StudyConfig
+from polytask.core.digest import tensor_digest, value_digest
 from polytask.core.errors import ConfigError, PolytaskWarning
 from polytask.core.tasks import Task, infer_task, task_notes
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.loaders import load_data, source_key
+from polytask.data.ondisk import ArrayFolder, is_on_disk
 from polytask.data.overlap import test_leaks
 from polytask.data.prepare import ModelInputs, PreparedTask, model_input_shape, model_inputs, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
@@ -27,6 +30,9 @@ from polytask.methods.weighting import uses_rep_grad
 from polytask.strategies import uses_transfer_source
 from polytask.study.fingerprint import data_digest, module_digest, pretrained_digest, study_fingerprint
 from polytask.study.models import UserBackbone
+
+# The folder of a study that holds what it prepares once (decoded images, converted inputs).
+PREPARED = "prepared"
 
 
 class StudyInputs:
@@ -49,6 +55,13 @@ class StudyInputs:
     _val_floor: dict[str, int]
     _fingerprint: str
     _fingerprint_parts: dict[str, Any]
+    _store: Path | None
+
+    def use_folder(self, out: str | Path) -> None:
+        """Keep what the study prepares once in ``out/prepared``: image files decoded to
+        memory-mapped arrays (when the data has not loaded yet), converted inputs of tasks
+        read from disk, and token ids. Runs then read their rows from those files."""
+        self._store = Path(out) / PREPARED
 
     def load(self) -> tuple[dict[str, TaskData], dict[str, Task]]:
         """Load, type and check every task's data (once); raise :class:`ConfigError` on bad input."""
@@ -69,7 +82,7 @@ class StudyInputs:
             elif tcfg.data is None:
                 raise ConfigError(f"field 'tasks.{name}.data': missing, and no in-memory data was given for task '{name}'")
             else:
-                d = load_data(tcfg.data)
+                d = load_data(tcfg.data, self._store)
             tasks[name] = infer_task(name, d.y_train, tcfg.kind, tcfg.metric)
             check_task_data(d, tasks[name])
             raw[name] = d
@@ -268,7 +281,12 @@ class StudyInputs:
     def model_inputs(self, task: str, source: str | None = None) -> ModelInputs | None:
         """``task``'s images resized or texts tokenized (by ``source``'s tokenizer) once for
         the study, cached in this process (workers forked later share it); None for numbers
-        and tables, whose conversion costs nothing worth keeping."""
+        and tables, whose conversion costs nothing worth keeping.
+
+        With a study folder (:meth:`use_folder`), the converted inputs of a task read from
+        disk and token ids are written to ``prepared/`` and read memory-mapped, in a folder
+        named by the study's fingerprint and the conversion (so a changed input, backbone
+        or tokenizer never reads another's arrays)."""
         raw, _ = self.load()
         data = raw[task]
         text = is_text(data.x_train)
@@ -276,7 +294,12 @@ class StudyInputs:
             return None
         key = (task, source if text else None)
         if key not in self._model_inputs:
-            self._model_inputs[key] = model_inputs(data, self.config.model.image_size, self.encoder(source) if text else None)
+            encode = self.encoder(source) if text else None
+            folder = None
+            if self._store is not None and (text or is_on_disk(data.x_train)):
+                probe = tensor_digest(encode(list(data.x_train[:8]))) if text else None
+                folder = ArrayFolder(self._store, "inputs-" + value_digest([self.fingerprint, task, source, self.config.model.image_size, probe]))
+            self._model_inputs[key] = model_inputs(data, self.config.model.image_size, encode, folder)
         return self._model_inputs[key]
 
 

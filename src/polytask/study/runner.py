@@ -90,6 +90,7 @@ class Study(StudyInputs, StudyModels):
         self._model_inputs: dict[tuple[str, str | None], Any] = {}
         self._codes: dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]] = {}
         self._code_notes: set[str] = set()
+        self._store: Path | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
@@ -221,6 +222,7 @@ class Study(StudyInputs, StudyModels):
         """
         check_executor(executor, workers, address)
         out = Path(out) if out is not None else Path("runs") / self.config.name
+        self.use_folder(out)
         self.load()
         if executor == "local":  # on Ray the workers' devices count, checked on the cluster
             resolve_device(self.config.train.device)  # a device this machine lacks fails before anything is written
@@ -379,6 +381,7 @@ class Study(StudyInputs, StudyModels):
         shipped._feature_cache = FeatureCache()
         shipped._encoders = {}
         shipped._model_inputs = {}
+        shipped._store = None  # workers elsewhere cannot read this machine's files: the data travels
         shipped.notes = list(self.notes)
         if self.config.train.device.startswith("cuda:"):
             shipped.config = self.config.model_copy(update={"train": self.config.train.model_copy(update={"device": "cuda"})})

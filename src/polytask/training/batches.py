@@ -13,6 +13,7 @@ import torch
 
 from polytask.core.targets import labelled_rows
 from polytask.data.prepare import PreparedTask
+from polytask.data.rows import same_inputs
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
@@ -26,10 +27,6 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Te
         yield from chunks
 
 
-def _same_rows(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a is b or (a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b)))
-
-
 def same_input_groups(data: dict[str, PreparedTask], split: str = "train") -> list[list[str]]:
     """Tasks whose ``split`` inputs are the same rows (label columns of one file, one
     builtin's targets), in order of first appearance; a task with inputs of its own is a
@@ -38,7 +35,7 @@ def same_input_groups(data: dict[str, PreparedTask], split: str = "train") -> li
     for n, d in data.items():
         x = getattr(d, split).x
         for g in groups:
-            if _same_rows(x, getattr(data[g[0]], split).x):
+            if same_inputs(x, getattr(data[g[0]], split).x):
                 g.append(n)
                 break
         else:

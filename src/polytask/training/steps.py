@@ -20,6 +20,7 @@ from polytask.core.errors import DivergedError
 from polytask.core.targets import task_loss
 from polytask.data.augment import augmented_loss
 from polytask.data.prepare import PreparedTask
+from polytask.data.rows import same_inputs
 from polytask.methods.weighting.base import Weighting
 from polytask.training.distributed import Shards
 from polytask.training.taskgrads import assign_gradient, task_gradients
@@ -184,6 +185,6 @@ def _check_rep_grad(model: nn.Module, data: dict[str, PreparedTask], weighting: 
     x = data[names[0]].train.x
     for n in names[1:]:
         other = data[n].train.x
-        if other is not x and (other.shape != x.shape or not torch.equal(other, x)):
+        if not same_inputs(other, x):
             raise ValueError(f"rep_grad takes every task's gradient on one shared batch, but tasks '{names[0]}' and '{n}' train on different inputs")
     return x
