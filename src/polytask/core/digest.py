@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from polytask.core.mapped import chunk_rows, mapping, release
+
 # Hex digits kept: 16 (64 bits) make an accidental collision among a study's keys negligible.
 WIDTH = 16
 
@@ -33,7 +35,14 @@ def _update_array(h: Any, a: np.ndarray) -> None:
         h.update(repr(a.shape).encode())
         return
     h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+    if mapping(a) is None:
+        h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+        return
+    # A mapped array is hashed a chunk of rows at a time, its pages released as it goes.
+    step = chunk_rows(a)
+    for i in range(0, len(a), step):
+        h.update(np.ascontiguousarray(a[i : i + step]).view(np.uint8).reshape(-1))
+        release(a)
 
 
 def array_digest(*arrays: np.ndarray | None) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Rows copied per chunk when gathering rows of a mapped array into another.
-CHUNK_ROWS = 4096
+from polytask.core.mapped import chunk_rows, open_mapped, release
+
 # Written last into a complete folder: what it holds.
 MANIFEST = "arrays.json"
 
@@ -37,6 +37,7 @@ def fill(out: np.ndarray, chunks: Iterable[np.ndarray]) -> np.ndarray:
             raise ValueError(f"chunks hold more than the {len(out)} rows expected")
         out[at : at + len(c)] = c
         at += len(c)
+        release(out)  # a file written through a map: its pages released as it grows
     if at != len(out):
         raise ValueError(f"chunks hold {at} rows, {len(out)} expected")
     return out
@@ -56,14 +57,16 @@ def write_array(path: Path, chunks: Iterable[np.ndarray], rows: int, shape: tupl
 
 
 def open_array(path: Path) -> np.memmap:
-    """The ``.npy`` file ``path``, memory-mapped read-only."""
-    return np.load(path, mmap_mode="r")
+    """The ``.npy`` file ``path``, memory-mapped read-only (:func:`~polytask.core.mapped.open_mapped`)."""
+    return open_mapped(path)
 
 
-def gather(source: np.ndarray, rows: np.ndarray, chunk: int = CHUNK_ROWS) -> Iterable[np.ndarray]:
-    """Rows ``rows`` of ``source``, ``chunk`` at a time (for :func:`write_array`)."""
+def gather(source: np.ndarray, rows: np.ndarray, chunk: int | None = None) -> Iterable[np.ndarray]:
+    """Rows ``rows`` of ``source``, ``chunk`` at a time (default: about 16 MiB), for :func:`write_array`."""
+    chunk = chunk or chunk_rows(source)
     for i in range(0, len(rows), chunk):
         yield np.asarray(source[rows[i : i + chunk]])
+        release(source)
 
 
 class ArrayFolder:

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 
 from polytask.core.errors import ConfigError
 from polytask.core.inputs import TEXT_SHAPE
+from polytask.core.mapped import CHUNK_BYTES
 from polytask.core.targets import encode_targets
 from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData, is_text
-from polytask.data.ondisk import CHUNK_ROWS, ArrayFolder, is_on_disk, write_array
+from polytask.data.ondisk import ArrayFolder, is_on_disk, write_array
 from polytask.data.rows import StoredRows, image_scale, token_width
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
 from polytask.data.tabular import TableLayout, fit_table
@@ -160,8 +161,10 @@ def model_inputs(
             if text:
                 np.save(where / f"{name}.npy", encode(list(x)).numpy())
                 continue
-            chunks = (as_model_input(np.asarray(x[i : i + CHUNK_ROWS]), image_size).numpy() for i in range(0, len(x), CHUNK_ROWS))
-            write_array(where / f"{name}.npy", chunks, len(x), model_input_shape(data, image_size), np.float32)
+            shape = model_input_shape(data, image_size)
+            step = max(1, CHUNK_BYTES // (4 * int(np.prod(shape))))  # float32 rows of that shape
+            chunks = (as_model_input(np.asarray(x[i : i + step]), image_size).numpy() for i in range(0, len(x), step))
+            write_array(where / f"{name}.npy", chunks, len(x), shape, np.float32)
         return {name: True for name, x in splits.items() if x is not None}
 
     arrays = folder.write(write)

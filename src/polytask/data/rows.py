@@ -17,9 +17,7 @@ import numpy as np
 import torch
 
 from polytask.core.digest import array_digest, tensor_digest, value_digest
-
-# Rows read per chunk when a whole split is scanned (its scale, its width, a copy).
-SCAN_ROWS = 4096
+from polytask.core.mapped import chunk_rows, read_rows, release
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ class StoredRows:
             index = index.detach().cpu().numpy()
         picked = self.rows[index]
         picked = np.atleast_1d(picked)
-        t = self._convert(np.asarray(self.source[picked]))
+        t = self._convert(read_rows(self.source, picked))
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
@@ -97,7 +95,7 @@ class StoredRows:
 
     def tensor(self) -> torch.Tensor:
         """Every row at once, for the few methods that need a split whole in memory."""
-        return torch.cat(list(self.split(SCAN_ROWS))) if len(self.rows) else self._convert(np.array(self.source[:0]))
+        return torch.cat(list(self.split(chunk_rows(self.source)))) if len(self.rows) else self._convert(np.array(self.source[:0]))
 
     def digest(self) -> str:
         """Digest of the tensors these rows give: the source's content, rows, scale, width."""
@@ -116,9 +114,10 @@ class StoredRows:
 
 def scan(source: np.ndarray, rows: np.ndarray, reduce, start):
     """Fold ``reduce(acc, chunk)`` over rows ``rows`` of ``source``, a chunk at a time."""
-    acc = start
-    for i in range(0, len(rows), SCAN_ROWS):
-        acc = reduce(acc, np.asarray(source[rows[i : i + SCAN_ROWS]]))
+    acc, step = start, chunk_rows(source)
+    for i in range(0, len(rows), step):
+        acc = reduce(acc, np.asarray(source[rows[i : i + step]]))
+        release(source)
     return acc
 
 
