@@ -21,7 +21,7 @@ memory-mapped arrays; the in-memory study is given the decoded arrays.
 
 Usage::
 
-    .venv/bin/python benchmarks/streaming.py              # about 5 minutes on 2 cores
+    .venv/bin/python benchmarks/streaming.py              # about 6 minutes on 2 cores
     .venv/bin/python benchmarks/streaming.py --quick      # 6,000 images, a smoke run
 """
 
@@ -176,6 +176,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="6,000 training images, one epoch")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "polytask-fashion-folder", help="where the PNG folder is written")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=2, help="runs of each study (best throughput kept)")
     p.add_argument("--child", nargs=3, metavar=("MODE", "OUT", "LIMIT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     limit = 6000 if args.quick else None
@@ -193,16 +194,26 @@ def main() -> None:
     decoded = sum(arrays[k].nbytes for k in ("x_train", "x_test")) / 2**20
     floats = decoded * 4 * (IMAGE_SIZE / 28) ** 2
     print(f"decoded data set: {decoded:.0f} MiB as uint8 at 28 px, {floats:.0f} MiB as the float32 tensors at {IMAGE_SIZE} px a model reads")
-    results = {}
+    # Each study runs twice, alternating (the machine's noise is ±20% on 2 shared cores):
+    # its best throughput and its largest peaks are kept.
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="polytask-stream-") as tmp:
-        for mode in ("memory", "disk"):
-            cmd = [sys.executable, __file__, "--work", str(args.work), "--epochs", str(epochs), "--child", mode, str(Path(tmp) / mode), str(limit or 0)]
-            if args.quick:
-                cmd.insert(2, "--quick")
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(f"{mode} study failed:\n{done.stderr[-3000:]}")
-            results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+        for round_ in range(args.rounds):
+            for mode in ("memory", "disk"):
+                out = Path(tmp) / f"{mode}-{round_}"
+                cmd = [sys.executable, __file__, "--work", str(args.work), "--epochs", str(epochs), "--child", mode, str(out), str(limit or 0)]
+                if args.quick:
+                    cmd.insert(2, "--quick")
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"{mode} study failed:\n{done.stderr[-3000:]}")
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                if mode in results:
+                    best = results[mode]
+                    r.update({k: max(r[k], best[k]) for k in r if k.startswith(("peak", "children"))})
+                    r["rows_per_second"] = max(r["rows_per_second"], best["rows_per_second"])
+                    assert r["test"] == best["test"], "a study's rounds differ"
+                results[mode] = r
     for r in results.values():
         print(
             f"{r['mode']:>6}: peak RSS {r['peak_rss_mib']:7.0f} MiB ({r['peak_rss_above_imports_mib']:6.0f} above imports), "

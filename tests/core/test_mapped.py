@@ -35,7 +35,7 @@ def test_rows_read_with_pread_equal_indexing(tmp_path):
     m = open_array(tmp_path / "c.npy")
     rows = np.array([299, 0, 7, 7, 150])
     assert np.array_equal(mapped.read_rows(m, rows), a[rows]) and mapped.read_rows(m, rows[:0]).shape == (0, 3, 5)
-    assert np.array_equal(mapped.read_rows(m[10:], rows[:3] - 0), m[10:][rows[:3]])  # a view is indexed
+    assert np.array_equal(mapped.read_rows(m[10:], rows[1:4]), a[10:][rows[1:4]])  # a view is indexed
     assert np.array_equal(mapped.read_rows(a, rows), a[rows])
 
 
