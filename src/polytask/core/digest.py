@@ -7,6 +7,7 @@ lives, so two copies of one file have one digest and a moved project keeps its d
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,20 @@ def array_digest(*arrays: np.ndarray | None) -> str:
         else:
             _update_array(h, a)
     return h.hexdigest()
+
+
+_keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def content_key(a: np.ndarray) -> str:
+    """:func:`array_digest` of ``a``, computed once per memory-mapped array in a process
+    (its file does not change under it: files here are replaced, never rewritten)."""
+    mm = mapping(a)
+    if mm is None:
+        return array_digest(a)
+    if mm not in _keys:
+        _keys[mm] = array_digest(a)
+    return _keys[mm]
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:

@@ -13,7 +13,9 @@ from polytask.core.errors import ConfigError
 from polytask.data.arrays import TaskData
 from polytask.data.builtin import load_builtin
 from polytask.data.images import images_key, load_images
-from polytask.data.splits import holdout, rng_for
+from polytask.data.parquet import is_parquet, load_parquet
+from polytask.data.splits import rng_for
+from polytask.data.tablefile import as_labels, check_test_columns, label_split, read_parquet, table_features
 from polytask.data.tabular import check_missing, feature_kinds, numeric_layout, numeric_rows, table_layout, table_rows
 
 
@@ -28,7 +30,7 @@ def load_data(spec: DataConfig, store: Path | None = None) -> TaskData:
         if spec.impute is not None:
             data = with_imputation(data, spec.impute)
     elif spec.csv is not None:
-        data = load_csv(spec)
+        data = load_csv(spec, store)
     elif spec.images is not None:
         data = load_images(spec, store)
     else:
@@ -116,32 +118,20 @@ def load_npz(path: Path) -> TaskData:
     return TaskData(**{k: arrays[k] for k in [*required, "x_val", "y_val"] if k in arrays}, origin=str(path))
 
 
-PARQUET_MAGIC = b"PAR1"
-
-
 def _read_csv(path: Path):
     """A table file as a DataFrame: Parquet (by its magic bytes) or CSV."""
     import pandas as pd
 
     _need_file(path)
-    with open(path, "rb") as f:
-        parquet = f.read(4) == PARQUET_MAGIC
-    if parquet:
-        try:
-            import pyarrow  # noqa: F401  (pandas reads Parquet through it)
-        except ImportError:
-            raise ConfigError(f"{path} is a Parquet file, which needs pyarrow; install it with: pip install 'polytask[parquet]'") from None
-        try:
-            return pd.read_parquet(path)
-        except Exception as e:  # corrupt or unsupported Parquet: one line
-            raise ConfigError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+    if is_parquet(path):
+        return read_parquet(path, pd.read_parquet)
     try:
         return pd.read_csv(path)
     except Exception as e:  # pandas raises many parser error types; all mean "not a usable CSV"
         raise ConfigError(f"{path}: not a readable CSV file ({type(e).__name__}: {e})") from None
 
 
-def load_csv(spec: DataConfig) -> TaskData:
+def load_csv(spec: DataConfig, store: Path | None = None) -> TaskData:
     """One label column of a CSV as a task; a seeded test split unless ``test`` is given.
 
     The test split is drawn from the file's content alone, so every task read from one
@@ -153,50 +143,23 @@ def load_csv(spec: DataConfig) -> TaskData:
     (:mod:`polytask.data.tabular`): the table's layout comes from the training rows,
     after the test split, and the task's ``table`` carries it. A purely numeric file
     without missing values gives plain float32 rows, as it always did.
-    """
-    import pandas as pd
 
+    With ``store``, a Parquet file of features is read a batch of rows at a time into
+    memory-mapped arrays there (:func:`polytask.data.parquet.load_parquet`): the same
+    arrays, never the whole table in memory.
+    """
+    if store is not None and spec.text is None and is_parquet(spec.csv) and (spec.test is None or is_parquet(spec.test)):
+        return load_parquet(spec, store, source_key(spec))
     df = _read_csv(spec.csv)
-    cols = list(df.columns)
-    if spec.target not in cols:
-        raise ConfigError(f"{spec.csv}: no column '{spec.target}' for target (columns: {', '.join(map(str, cols))})")
-    skip = {spec.target, *(spec.exclude or [])}
-    if spec.text is not None and spec.text not in cols:
-        raise ConfigError(f"{spec.csv}: no column '{spec.text}' for text (columns: {', '.join(map(str, cols))})")
-    features = [spec.text] if spec.text is not None else spec.features or [c for c in cols if c not in skip]
-    absent = [c for c in features if c not in cols]
-    if absent:
-        raise ConfigError(f"{spec.csv}: feature column(s) {', '.join(absent)} not found (columns: {', '.join(map(str, cols))})")
+    features = table_features(spec, list(df.columns))
     frames = {"train": df}
     files = {"train": str(spec.csv)}
     if spec.test is not None:
         frames["test"] = _read_csv(spec.test)
         files["test"] = str(spec.test)
-        gone = [c for c in [*features, spec.target] if c not in frames["test"].columns]
-        if gone:
-            raise ConfigError(f"{spec.test}: missing column(s) {', '.join(gone)} that {spec.csv} has")
-    labels = df[spec.target]
-    mapping = None
-    if not pd.api.types.is_numeric_dtype(labels):
-        mapping = {v: i for i, v in enumerate(sorted(labels.dropna().unique()))}
-    ys = {}
-    for split, frame in frames.items():
-        y = frame[spec.target]
-        if mapping is not None:
-            unknown = set(y.dropna()) - set(mapping)
-            if unknown:
-                raise ConfigError(f"{spec.test}: label {sorted(map(str, unknown))[0]!r} in '{spec.target}' does not occur in {spec.csv}")
-            y = y.map(mapping)
-        ys[split] = y.to_numpy(np.float64)
-    # Each split: its file's frame and, for a split drawn from one file, its rows.
-    parts: dict[str, tuple[pd.DataFrame, np.ndarray | None]] = {split: (frame, None) for split, frame in frames.items()}
+        check_test_columns(spec, features, list(frames["test"].columns))
+    ys, parts = label_split(spec, {split: frame[spec.target] for split, frame in frames.items()}, source_key(spec))
     if "test" not in frames:
-        y = ys["train"]
-        classes = spec.stratify and (mapping is not None or (np.all(np.mod(y[np.isfinite(y)], 1) == 0) and len(np.unique(y)) <= 50))
-        keys = [source_key(spec), "test"] + ([spec.target] if classes else [])
-        train, test = holdout(y, spec.test_size, rng_for(0, *keys), stratify=bool(classes))
-        parts = {"train": (df, train), "test": (df, test)}
-        ys = {"train": y[train], "test": y[test]}
         files["test"] = f"{spec.csv} (test rows)"
 
     def rows(split: str, array: np.ndarray) -> np.ndarray:
@@ -206,9 +169,9 @@ def load_csv(spec: DataConfig) -> TaskData:
     table = None
     if spec.text is not None:
         # Empty cells read as NaN; as text they are the empty string.
-        xs = {split: rows(split, frame[spec.text].fillna("").astype(str).to_numpy(dtype=object)) for split, (frame, _) in parts.items()}
+        xs = {split: rows(split, frames[file][spec.text].fillna("").astype(str).to_numpy(dtype=object)) for split, (file, _) in parts.items()}
     else:
-        tables = {split: (files[split], frame[features] if idx is None else frame[features].iloc[idx]) for split, (frame, idx) in parts.items()}
+        tables = {split: (files[split], frames[file][features] if idx is None else frames[file][features].iloc[idx]) for split, (file, idx) in parts.items()}
         categorical = feature_kinds(tables, features)
         for file, x in tables.values():
             check_missing(file, x, features, spec.impute)
@@ -216,12 +179,7 @@ def load_csv(spec: DataConfig) -> TaskData:
             table = table_layout(files["train"], tables["train"][1], categorical, spec.impute, spec.onehot_max)
             xs = {split: table_rows(table, x) for split, (_, x) in tables.items()}
         else:
-            xs = {split: rows(split, frame[features].to_numpy(np.float32)) for split, (frame, _) in parts.items()}
-    return TaskData(xs["train"], _as_labels(ys["train"]), xs["test"], _as_labels(ys["test"]), origin=str(spec.csv), table=table)
+            xs = {split: rows(split, frames[file][features].to_numpy(np.float32)) for split, (file, _) in parts.items()}
+    return TaskData(xs["train"], as_labels(ys["train"]), xs["test"], as_labels(ys["test"]), origin=str(spec.csv), table=table)
 
 
-def _as_labels(y: np.ndarray) -> np.ndarray:
-    """Integer dtype for finite whole-number labels, so they read as classes."""
-    if np.all(np.isfinite(y)) and np.all(np.mod(y, 1) == 0):
-        return y.astype(np.int64)
-    return y

@@ -10,6 +10,7 @@ import hashlib
 
 import numpy as np
 
+from polytask.core.mapped import release
 from polytask.data.arrays import TaskData, is_text
 
 # Rows converted per chunk: bounds the memory of the float64 copy of large image sets.
@@ -25,12 +26,14 @@ def row_digests(x: np.ndarray) -> list[bytes]:
         # float64 holds every value of the usual input dtypes exactly; + 0.0 folds -0.0 into 0.0.
         block = np.ascontiguousarray(np.asarray(x[start : start + CHUNK], dtype=np.float64) + 0.0)
         out.extend(hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in block.reshape(len(block), -1))
+        release(x)  # a mapped array's pages, read: not kept
     return out
 
 
-def _seen(d: TaskData) -> np.ndarray:
-    """The inputs a task trains or selects on: its training rows and validation rows."""
-    return d.x_train if d.x_val is None else np.concatenate([d.x_train, d.x_val])
+def _seen(d: TaskData) -> list[bytes]:
+    """Digests of the inputs a task trains or selects on: its training rows and validation
+    rows (split by split: never copied whole)."""
+    return row_digests(d.x_train) + (row_digests(d.x_val) if d.x_val is not None else [])
 
 
 def _sample_shape(x: np.ndarray) -> tuple:
@@ -47,7 +50,7 @@ def test_leaks(data: dict[str, TaskData], targets: list[str]) -> list[tuple[str,
         ``(target, other, rows, test_rows)`` per offending pair: ``rows`` of the target's
         ``test_rows`` test rows are among ``other``'s training or validation inputs.
     """
-    seen = {n: (_sample_shape(d.x_train), set(row_digests(_seen(d)))) for n, d in data.items()}
+    seen = {n: (_sample_shape(d.x_train), set(_seen(d))) for n, d in data.items()}
     found = []
     for t in targets:
         shape = _sample_shape(data[t].x_test)

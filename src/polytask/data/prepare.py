@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from polytask.core.digest import array_digest, content_key, value_digest
 from polytask.core.errors import ConfigError
 from polytask.core.inputs import TEXT_SHAPE
 from polytask.core.mapped import CHUNK_BYTES
@@ -25,7 +26,7 @@ from polytask.data.arrays import TaskData, is_text
 from polytask.data.ondisk import ArrayFolder, is_on_disk, write_array
 from polytask.data.rows import StoredRows, image_scale, token_width
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
-from polytask.data.tabular import TableLayout, fit_table
+from polytask.data.tabular import TABLE_CHUNK_ROWS, TableEncoder, TableLayout, column_moments, fit_table, row_chunks
 
 VAL_SIZE = 0.2
 
@@ -65,7 +66,7 @@ def model_input_shape(data: TaskData, image_size: int | None = None) -> tuple:
     ``image_size``; a table's width, its code columns included)."""
     if is_text(data.x_train):
         return TEXT_SHAPE
-    return tuple(as_model_input(data.x_train[:1], image_size).shape[1:])
+    return tuple(as_model_input(np.array(data.x_train[:1]), image_size).shape[1:])
 
 
 def as_model_input(x: np.ndarray, image_size: int | None, encode: Callable[[list[str]], torch.Tensor] | None = None) -> torch.Tensor:
@@ -175,16 +176,18 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
     """Scale inputs with statistics of the training rows.
 
     Tabular columns are standardized (zero mean, unit variance; constant columns keep
-    scale 1). Images are only divided by the training maximum, so that zero (background)
-    stays zero in every task: a per-task mean shift would give each dataset its own
+    scale 1), with statistics summed in float64
+    (:func:`~polytask.data.tabular.column_moments`). Images are only divided by the
+    training maximum, so that zero (background) stays zero in every task: a per-task mean shift would give each dataset its own
     background level and hide from shared layers that two datasets look alike.
     """
     if not train.is_floating_point():
         return [train, *others]  # token ids: nothing to scale
     if train.ndim == 2:
-        mean = train.mean(dim=0, keepdim=True)
-        std = train.std(dim=0, keepdim=True) if len(train) > 1 else torch.ones_like(mean)
-        std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        # Summed in float64 by fixed chunks of rows, as for a table on disk: same numbers.
+        arrays = train.numpy()
+        mean, std = column_moments(lambda: (arrays[i : i + TABLE_CHUNK_ROWS] for i in range(0, len(arrays), TABLE_CHUNK_ROWS)))
+        mean, std = torch.as_tensor(mean), torch.as_tensor(std)
         return [(t - mean) / std for t in (train, *others)]
     scale = train.abs().max()
     scale = scale if scale > 1e-8 else torch.ones(())
@@ -264,7 +267,14 @@ def prepare_task(
     # Regression targets are standardized with this run's training labels, like its inputs.
     task = task.scaled_to(y_tr)
     va_source = data.x_train if va_from == "train" else data.x_val
-    if data.table is not None:
+    if data.x_train.ndim == 2 and not is_text(data.x_train) and is_on_disk(data.x_train):
+        # A table on disk: read by rows, encoded and scaled batch by batch (a numeric table
+        # without a layout is one of numeric columns only: standardized alike).
+        layout = data.table or TableLayout(numeric=tuple(str(i) for i in range(data.x_train.shape[1])))
+        scaling = fit_table_scaling(layout, data.x_train, tr_rows)
+        picks = ((data.x_train, tr_rows), (va_source, va_rows), (data.x_test, np.arange(len(data.x_test))))
+        tensors = [StoredRows(x, content_key(x), rows, table=scaling) for x, rows in picks]
+    elif data.table is not None:
         tensors = encode_table(data.table, data.x_train[tr_rows], va_source[va_rows], data.x_test)
     elif inputs is not None and inputs.stored:
         tensors = inputs.stored_rows(tr_rows, va_from, va_rows)
@@ -277,18 +287,48 @@ def prepare_task(
     return PreparedTask(task, *splits, table=data.table)
 
 
+@dataclass(frozen=True)
+class TableScaling:
+    """A run's table encoders (fitted on its training rows) and the standardization of its
+    numeric columns: ``scaling(rows)`` turns rows as loaded into the tensor a backbone reads.
+    One-hot, indicator and code columns keep their 0/1 and integer values."""
+
+    encoder: TableEncoder
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(self.encoder.transform(rows))
+        n = len(self.mean)
+        if n:
+            t[:, :n] = (t[:, :n] - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
+        return t
+
+    def digest(self) -> str:
+        enc = self.encoder
+        return value_digest([array_digest(enc.fill_numeric, enc.fill_codes, self.mean, self.std), [array_digest(k) for k in enc.known or []]])
+
+
+def fit_table_scaling(layout: TableLayout, x: np.ndarray, rows: np.ndarray | None = None) -> TableScaling:
+    """Encoders and scaling fitted on the training rows ``rows`` of ``x`` (all for None),
+    read a chunk at a time: imputed values and known levels
+    (:func:`~polytask.data.tabular.fit_table`), then the mean and standard deviation of the
+    encoded numeric columns (:func:`~polytask.data.tabular.column_moments`)."""
+    rows = np.arange(len(x)) if rows is None else rows
+    enc = fit_table(layout, x, rows)
+    n = len(layout.numeric)
+    if not n:
+        return TableScaling(enc, np.empty(0, np.float32), np.empty(0, np.float32))
+    mean, std = column_moments(lambda: row_chunks(x, rows, lambda c: enc.transform(c)[:, :n]))
+    return TableScaling(enc, mean, std)
+
+
 def encode_table(layout: TableLayout, train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
     """A table's rows as tensors, with encoders fitted on ``train`` (the run's training rows).
 
     Missing values are imputed and levels the training rows lack become unknown
     (:func:`~polytask.data.tabular.fit_table`); then the numeric columns are standardized
-    with the training rows' statistics (:func:`standardize`). One-hot, indicator and code
-    columns keep their 0/1 and integer values.
+    with the training rows' statistics (:class:`TableScaling`).
     """
-    enc = fit_table(layout, train)
-    tensors = [torch.as_tensor(enc.transform(x)) for x in (train, *others)]
-    n = len(layout.numeric)
-    if n:
-        scaled = standardize(*(t[:, :n] for t in tensors))
-        tensors = [torch.cat([s, t[:, n:]], dim=1) for s, t in zip(scaled, tensors)]
-    return tensors
+    scaling = fit_table_scaling(layout, train)
+    return [scaling(x) for x in (train, *others)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ class StoredRows:
         rows: the split's rows of ``source``, in order.
         scale: the divisor of image values (the run's training maximum); None for token ids.
         width: token columns kept (the split's longest text); None for images.
+        table: for a table's rows, what turns them into tensors (the run's encoders and
+            scaling, :class:`~polytask.data.prepare.TableScaling`), with a ``digest()``.
         device: where read rows go.
     """
 
@@ -43,11 +46,12 @@ class StoredRows:
     rows: np.ndarray
     scale: float | None = None
     width: int | None = None
+    table: Any = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def tokens(self) -> bool:
-        return self.scale is None
+        return self.scale is None and self.table is None
 
     @property
     def shape(self) -> torch.Size:
@@ -66,6 +70,8 @@ class StoredRows:
         return len(self.rows)
 
     def _convert(self, a: np.ndarray) -> torch.Tensor:
+        if self.table is not None:
+            return self.table(a)
         if self.tokens:
             t = torch.as_tensor(a, dtype=torch.long)
             return t[:, : self.width] if self.width is not None else t
@@ -99,7 +105,7 @@ class StoredRows:
 
     def digest(self) -> str:
         """Digest of the tensors these rows give: the source's content, rows, scale, width."""
-        return value_digest([self.key, array_digest(self.rows), self.scale, self.width])
+        return value_digest([self.key, array_digest(self.rows), self.scale, self.width, self.table.digest() if self.table is not None else None])
 
     def same_rows(self, other: object) -> bool:
         """Whether ``other`` reads the same tensors."""
@@ -108,6 +114,7 @@ class StoredRows:
             and other.key == self.key
             and other.scale == self.scale
             and other.width == self.width
+            and other.table is self.table
             and np.array_equal(other.rows, self.rows)
         )
 

@@ -35,13 +35,15 @@ value of a run's validation or test rows, and no test row at all, reaches its en
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from polytask.config.data import ONEHOT_MAX_LEVELS
 from polytask.core.errors import ConfigError
+from polytask.core.mapped import read_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -166,6 +168,52 @@ def check_missing(file: str, frame: pd.DataFrame, features: list[str], impute: s
         )
 
 
+@dataclass
+class TableSummary:
+    """What a table's layout needs from its training rows, gathered a batch of rows at a
+    time (:meth:`add`): each categorical column's levels and count of values, and which
+    columns miss a value somewhere or everywhere."""
+
+    columns: list[str]
+    categorical: list[str]
+    levels: dict[str, set] = field(default_factory=dict)
+    values: dict[str, int] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+    present: set[str] = field(default_factory=set)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        for c in self.categorical:
+            values = _levels(frame[c]).dropna()
+            self.levels.setdefault(c, set()).update(values.unique())
+            self.values[c] = self.values.get(c, 0) + len(values)
+        for c in self.columns:
+            na = frame[c].isna()
+            if na.any():
+                self.missing.add(c)
+            if not na.all():
+                self.present.add(c)
+
+    def layout(self, file: str, impute: str | None, onehot_max: int = ONEHOT_MAX_LEVELS) -> TableLayout:
+        """The layout (see :func:`table_layout`)."""
+        numeric = tuple(str(c) for c in self.columns if c not in self.categorical)
+        onehot, coded = [], []
+        for c in self.categorical:
+            levels = tuple(sorted(self.levels.get(c, ())))
+            if not levels:
+                raise ConfigError(f"{file}: feature column '{c}' has no value in the training rows; leave it out of the features")
+            if len(levels) > ONEHOT_MAX_LEVELS and len(levels) == self.values[c]:
+                raise ConfigError(
+                    f"{file}: feature column '{c}' has a different value in each of its {self.values[c]} training rows: an identifier or "
+                    "free text, not a category; leave it out of the features (exclude: or features:)"
+                )
+            (onehot if len(levels) <= onehot_max else coded).append(Category(str(c), levels))
+        empty = [c for c in self.columns if c not in self.categorical and c not in self.present]
+        if empty:
+            raise ConfigError(f"{file}: feature column '{empty[0]}' has no value in the training rows; leave it out of the features")
+        indicators = tuple(str(c) for c in self.columns if c in self.missing) if impute else ()
+        return TableLayout(numeric, tuple(onehot), indicators, tuple(coded), impute)
+
+
 def table_layout(file: str, train: pd.DataFrame, categorical: list[str], impute: str | None, onehot_max: int = ONEHOT_MAX_LEVELS) -> TableLayout:
     """The layout of a table, from its training rows (every row a run may train or validate on).
 
@@ -174,24 +222,30 @@ def table_layout(file: str, train: pd.DataFrame, categorical: list[str], impute:
             categorical column with a different value in every training row (an
             identifier or free text, not a category).
     """
-    numeric = tuple(str(c) for c in train.columns if c not in categorical)
-    onehot, coded = [], []
-    for c in categorical:
-        values = _levels(train[c]).dropna()
-        levels = tuple(sorted(values.unique()))
-        if not levels:
-            raise ConfigError(f"{file}: feature column '{c}' has no value in the training rows; leave it out of the features")
-        if len(levels) > ONEHOT_MAX_LEVELS and len(levels) == len(values):
-            raise ConfigError(
-                f"{file}: feature column '{c}' has a different value in each of its {len(values)} training rows: an identifier or "
-                "free text, not a category; leave it out of the features (exclude: or features:)"
-            )
-        (onehot if len(levels) <= onehot_max else coded).append(Category(str(c), levels))
-    empty = [c for c in train.columns if c not in categorical and train[c].isna().all()]
-    if empty:
-        raise ConfigError(f"{file}: feature column '{empty[0]}' has no value in the training rows; leave it out of the features")
-    indicators = tuple(str(c) for c in train.columns if train[c].isna().any()) if impute else ()
-    return TableLayout(numeric, tuple(onehot), indicators, tuple(coded), impute)
+    summary = TableSummary(list(train.columns), list(categorical))
+    summary.add(train)
+    return summary.layout(file, impute, onehot_max)
+
+
+def layout_record(layout: TableLayout) -> dict:
+    """``layout`` as plain JSON data (:func:`layout_from_record` reads it back)."""
+    return {
+        "numeric": list(layout.numeric),
+        "onehot": [[c.name, list(c.levels)] for c in layout.onehot],
+        "indicators": list(layout.indicators),
+        "coded": [[c.name, list(c.levels)] for c in layout.coded],
+        "impute": layout.impute,
+    }
+
+
+def layout_from_record(r: dict) -> TableLayout:
+    return TableLayout(
+        tuple(r["numeric"]),
+        tuple(Category(n, tuple(levels)) for n, levels in r["onehot"]),
+        tuple(r["indicators"]),
+        tuple(Category(n, tuple(levels)) for n, levels in r["coded"]),
+        r["impute"],
+    )
 
 
 def table_rows(layout: TableLayout, frame: pd.DataFrame) -> np.ndarray:
@@ -251,15 +305,21 @@ def numeric_rows(layout: TableLayout, x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TableEncoder:
-    """What one run fitted on its training rows: imputers and the levels it knows.
+    """What one run fitted on its training rows: the values it imputes and the levels it knows.
 
     ``transform`` keeps the layout's width: only values change (filled, or unknown).
+
+    Attributes:
+        fill_numeric: per numeric column, the value filling a missing one (None: no impute).
+        fill_codes: per categorical column, the level code filling a missing one.
+        known: per categorical column, the level codes the run's training rows have
+            (sorted); any other code becomes 0, unknown. None without categorical columns.
     """
 
     layout: TableLayout
-    numeric: Any  # SimpleImputer over the numeric columns, or None
-    categorical: Any  # SimpleImputer over the level codes, or None
-    known: Any  # OrdinalEncoder: the codes of the levels the run's training rows have, or None
+    fill_numeric: np.ndarray | None = None
+    fill_codes: np.ndarray | None = None
+    known: list[np.ndarray] | None = None
 
     def codes(self, x: np.ndarray) -> np.ndarray:
         """``[N, n_categorical]`` level codes (NaN where missing), one-hot columns first."""
@@ -271,42 +331,95 @@ class TableEncoder:
     def transform(self, x: np.ndarray) -> np.ndarray:
         lay = self.layout
         out = np.array(x, dtype=np.float32, copy=True)
-        n_num = len(lay.numeric)
-        if self.numeric is not None:
-            out[:, :n_num] = self.numeric.transform(out[:, :n_num])
+        if self.fill_numeric is not None:
+            _fill(out[:, : len(lay.numeric)], self.fill_numeric)
         if self.known is not None:
             codes = self.codes(x)
-            if self.categorical is not None:
-                codes = self.categorical.transform(codes)
-            index = self.known.transform(codes)
-            for j, levels in enumerate(self.known.categories_):
-                idx = index[:, j].astype(np.int64)
-                codes[:, j] = np.where(idx >= 0, levels[np.maximum(idx, 0)], 0.0)
+            if self.fill_codes is not None:
+                _fill(codes, self.fill_codes)
+            for j, levels in enumerate(self.known):
+                codes[:, j] = np.where(np.isin(codes[:, j], levels), codes[:, j], 0.0)
             for i, c in enumerate(lay.onehot):
                 out[:, lay.block(i)] = one_hot(codes[:, i], len(c.levels))
             out[:, lay.code_columns] = codes[:, len(lay.onehot) :]
         return out
 
 
-def fit_table(layout: TableLayout, x_train: np.ndarray) -> TableEncoder:
-    """Fit a run's encoders on its training rows ``x_train`` (laid out by ``layout``).
+def _fill(x: np.ndarray, values: np.ndarray) -> None:
+    """Replace the NaN of each column of ``x`` (in place) with that column's value."""
+    r, c = np.nonzero(np.isnan(x))
+    x[r, c] = values[c]
 
-    scikit-learn does the fitting: ``SimpleImputer(strategy=layout.impute)`` for numeric
-    columns, ``SimpleImputer(strategy="most_frequent")`` for level codes, and
-    ``OrdinalEncoder(handle_unknown="use_encoded_value")`` for the levels the run knows;
-    a column without any value in the run's rows is filled with 0 (code 0: unknown).
+
+# Bytes of a run's training columns held at once while fitting its encoders: numeric
+# columns are read from the rows in groups that fit (a table on disk is never read whole).
+FIT_BYTES = 256 << 20
+
+
+def fit_table(layout: TableLayout, x_train: np.ndarray, rows: np.ndarray | None = None) -> TableEncoder:
+    """Fit a run's encoders on its training rows (laid out by ``layout``): ``x_train``, or
+    its rows ``rows`` (a table on disk, read a chunk of rows at a time).
+
+    scikit-learn does the fitting, one group of columns at a time (its statistics are per
+    column): ``SimpleImputer(strategy=layout.impute)`` for numeric columns,
+    ``SimpleImputer(strategy="most_frequent")`` for level codes, and ``OrdinalEncoder`` for
+    the levels the run knows; a column without any value in the run's rows is filled with 0
+    (code 0: unknown).
     """
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OrdinalEncoder
 
-    enc = TableEncoder(layout, None, None, None)
-    numeric = categorical = known = None
-    if layout.impute is not None and layout.numeric:
-        numeric = SimpleImputer(strategy=layout.impute, keep_empty_features=True).fit(x_train[:, : len(layout.numeric)])
-    codes = enc.codes(x_train)
-    if codes.shape[1]:
+    rows = np.arange(len(x_train)) if rows is None else rows
+    enc = TableEncoder(layout)
+    fill_numeric = fill_codes = known = None
+    n_num = len(layout.numeric)
+    if layout.impute is not None and n_num:
+        per_group = max(1, FIT_BYTES // max(1, 4 * len(rows)))
+        stats = []
+        for start in range(0, n_num, per_group):
+            cols = np.concatenate(list(row_chunks(x_train, rows, lambda c, a=start: c[:, a : min(a + per_group, n_num)])))
+            stats.append(SimpleImputer(strategy=layout.impute, keep_empty_features=True).fit(cols).statistics_)
+        fill_numeric = np.nan_to_num(np.concatenate(stats), nan=0.0)
+    if layout.onehot or layout.coded:
+        codes = np.concatenate(list(row_chunks(x_train, rows, enc.codes)))
         if layout.impute is not None:
-            categorical = SimpleImputer(strategy="most_frequent", keep_empty_features=True).fit(codes)
-            codes = categorical.transform(codes)
-        known = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.int64).fit(codes)
-    return TableEncoder(layout, numeric, categorical, known)
+            imputer = SimpleImputer(strategy="most_frequent", keep_empty_features=True).fit(codes)
+            fill_codes = np.nan_to_num(imputer.statistics_, nan=0.0)
+            codes = imputer.transform(codes)
+        known = list(OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.int64).fit(codes).categories_)
+    return TableEncoder(layout, fill_numeric, fill_codes, known)
+
+
+# Rows per chunk of a table's rows: fixed, so that sums over chunks are the same numbers
+# whether the rows are on disk or in memory.
+TABLE_CHUNK_ROWS = 1 << 14
+
+
+def row_chunks(x: np.ndarray, rows: np.ndarray, f=lambda c: c) -> Iterator[np.ndarray]:
+    """``f`` of rows ``rows`` of ``x``, :data:`TABLE_CHUNK_ROWS` rows at a time (pages of a
+    mapped ``x`` released as it goes)."""
+    for i in range(0, len(rows), TABLE_CHUNK_ROWS):
+        yield f(read_rows(x, rows[i : i + TABLE_CHUNK_ROWS]))
+
+
+def column_moments(chunks: Callable[[], Iterable[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (``ddof=1``; 1 for a constant column or a single row) of
+    the columns of the rows ``chunks()`` yields, summed in float64 chunk by chunk, as float32.
+
+    Two passes over ``chunks()`` (the mean, then squared deviations from it), so the rows
+    need not be in memory; the same chunks give the same numbers wherever they come from.
+    """
+    total, n = None, 0
+    for c in chunks():
+        s = c.sum(axis=0, dtype=np.float64)
+        total = s if total is None else total + s
+        n += len(c)
+    mean = total / n
+    squares = None
+    for c in chunks():
+        d = (c.astype(np.float64) - mean) ** 2
+        s = d.sum(axis=0)
+        squares = s if squares is None else squares + s
+    std = np.sqrt(squares / (n - 1)) if n > 1 else np.ones_like(mean)
+    std = np.where(std > 1e-8, std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from polytask.config import DataConfig, StudyConfig
-from polytask.core.digest import tensor_digest, value_digest
+from polytask.core.digest import content_key, tensor_digest, value_digest
 from polytask.core.errors import ConfigError, PolytaskWarning
 from polytask.core.tasks import Task, infer_task, task_notes
 from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
@@ -339,6 +339,12 @@ def _same_inputs(a: TaskData, b: TaskData) -> bool:
             return u is None and v is None
         # NaN (a missing value a table imputes per run) equals NaN: label columns of one CSV
         # with missing features still share their rows. Text (object arrays) has no NaN.
-        return u is v or (u.shape == v.shape and np.array_equal(u, v, equal_nan=u.dtype != object and v.dtype != object))
+        if u is v:
+            return True
+        if u.shape != v.shape:
+            return False
+        if is_on_disk(u) and is_on_disk(v):
+            return content_key(u) == content_key(v)  # chunk by chunk, never a full-size comparison
+        return np.array_equal(u, v, equal_nan=u.dtype != object and v.dtype != object)
 
     return same(a.x_train, b.x_train) and same(a.x_val, b.x_val) and same(a.x_test, b.x_test)
