@@ -234,20 +234,38 @@ class Study(StudyInputs, StudyModels):
         store = ResultStore(out / "results.jsonl")
         pending = self.pending_jobs(store)
         with StudyProgress(total=sum(len(j.tasks) for j in pending), enabled=progress) as bar:
+            deliver = self._deliver(store, bar)
             for job in pending:  # every search before any seed runs (and before workers fork)
                 self._tuned(out, job, [bar])
             if executor == "ray":
                 if pending:
-                    self._run_on_ray(out, pending, store, bar, address)
+                    self._run_on_ray(out, pending, deliver, address)
             elif workers <= 1 or len(pending) <= 1:
                 for job in pending:
                     bar.start_run(job.label)
-                    for row in self.execute_job(out, job, callbacks=[bar]):
-                        store.append(row)
-                        bar.finish_run(row)
+                    deliver(self.execute_job(out, job, callbacks=[bar]))
             else:
-                self._run_parallel(out, pending, workers, store, bar)
+                self._run_parallel(out, pending, workers, deliver)
         return out
+
+    def _deliver(self, store: ResultStore, bar: StudyProgress) -> Callable[[list[dict[str, Any]]], None]:
+        """What stores a job's rows as they arrive: each appended to ``results.jsonl`` and
+        shown, except a cell the folder already holds a finished row of. A job with several
+        cells (one model for every target) runs again whole when a study stopped between
+        storing its rows; the cells it had stored keep their one row."""
+        done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == self.fingerprint}
+
+        def deliver(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                if row["run_id"] in done:
+                    bar.finish_run(row)
+                    continue
+                store.append(row)
+                bar.finish_run(row)
+                if row.get("status") == "ok":
+                    done.add(row["run_id"])
+
+        return deliver
 
     # ---- tuning -------------------------------------------------------------------------
 
@@ -326,15 +344,9 @@ class Study(StudyInputs, StudyModels):
     def _cached_pretraining(self, out: Path, spec: RunSpec) -> bool:
         return self._load_pretraining(self._pretrained_path(out, spec.task, spec.seed, spec.fraction)) is not None
 
-    def _run_parallel(self, out: Path, pending: list[Job], workers: int, store: ResultStore, bar: StudyProgress) -> None:
+    def _run_parallel(self, out: Path, pending: list[Job], workers: int, deliver: Callable[[list[dict[str, Any]]], None]) -> None:
         """Run jobs in forked worker processes (:func:`polytask.study.executor.run_local`),
-        the pretrainings they need first, storing each row as it arrives."""
-
-        def deliver(rows: list[dict[str, Any]]) -> None:
-            for row in rows:
-                store.append(row)
-                bar.finish_run(row)
-
+        the pretrainings they need first, ``deliver`` storing each job's rows as they arrive."""
         # Images resized and texts tokenized once here, before the workers fork: they share
         # the converted inputs instead of each converting them again.
         for task in self.config.tasks:
@@ -349,15 +361,9 @@ class Study(StudyInputs, StudyModels):
             gpus=worker_gpus(self.config.train.device, workers),
         )
 
-    def _run_on_ray(self, out: Path, pending: list[Job], store: ResultStore, bar: StudyProgress, address: str | None) -> None:
+    def _run_on_ray(self, out: Path, pending: list[Job], deliver: Callable[[list[dict[str, Any]]], None], address: str | None) -> None:
         """Run jobs as Ray tasks (:func:`polytask.study.ray_executor.run_ray`), the
-        pretrainings they need first, storing each job's files and rows as they arrive."""
-
-        def deliver(rows: list[dict[str, Any]]) -> None:
-            for row in rows:
-                store.append(row)
-                bar.finish_run(row)
-
+        pretrainings they need first, ``deliver`` storing each job's rows as they arrive."""
         shipped = self._portable()
         run_ray(
             pretrain=shipped._pretrained,
