@@ -33,6 +33,10 @@ class TrainConfig(Frozen):
         precision: ``32`` (float32), ``bf16-mixed`` or ``16-mixed`` (``torch.autocast``;
             16-mixed also scales the loss so that float16 gradients do not underflow).
             Parameters, optimizer state and combined task gradients stay in float32.
+        max_minutes: the time budget of each training: a run (an in-study pretraining it
+            starts from has a budget of its own); a run that takes longer stops and is
+            recorded ``failed`` with the reason, and the study goes on. Not part of the fingerprint (a finished run's numbers do not
+            depend on it): rerun with a larger budget to run the failed ones again.
     """
 
     max_epochs: int = Field(100, ge=1)
@@ -44,6 +48,7 @@ class TrainConfig(Frozen):
     backbone_lr_ratio: float = Field(0.1, gt=0, le=1)
     device: str = "auto"
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    max_minutes: float | None = Field(None, gt=0)
 
     @field_validator("device")
     @classmethod

@@ -16,6 +16,10 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss."""
 
 
+class TimeBudgetError(RuntimeError):
+    """A run took longer than its time budget (``train.max_minutes``)."""
+
+
 class WorkerDiedError(RuntimeError):
     """A worker process of a study ended while running its jobs (killed by the system, or a crash)."""
 

@@ -93,10 +93,11 @@ def study_fingerprint(
     if backbone is not None:
         parts["model"] = {**parts["model"], "backbone": backbone}
     parts["sources"] = dict(sorted((sources or {}).items()))
-    # Where runs train is the machine's business (each row records its device); float32,
-    # the default precision, is left out so that studies fingerprinted before the setting
-    # existed keep their fingerprint.
-    parts["train"] = {k: v for k, v in parts["train"].items() if k != "device" and not (k == "precision" and v == "32")}
+    # Where runs train is the machine's business (each row records its device), and a time
+    # budget changes no finished run's numbers (a run over it fails; a larger budget reruns
+    # only the failed runs); float32, the default precision, is left out so that studies
+    # fingerprinted before the setting existed keep their fingerprint.
+    parts["train"] = {k: v for k, v in parts["train"].items() if k not in ("device", "max_minutes") and not (k == "precision" and v == "32")}
     return value_digest(parts)[:12], parts
 
 

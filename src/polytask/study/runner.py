@@ -40,6 +40,7 @@ from polytask.study.resolve import load_config as resolve_file
 from polytask.study.resolve import resolve, validate
 from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
 from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies, tuning_path
+from polytask.training.budget import time_budget
 from polytask.training.devices import device_name, resolve_device, worker_gpus
 
 # Loading the data and building the models live in polytask.study.inputs and
@@ -125,7 +126,8 @@ class Study(StudyInputs, StudyModels):
         cached = self._load_pretraining(path)
         if cached is None:
             pre = RunSpec(spec.task, "pretrain", self._pretrain_fraction(spec.fraction), spec.seed)
-            state, heads, seconds = pretrain(self._context(out, pre, callbacks))
+            with time_budget(self.config.train.max_minutes):
+                state, heads, seconds = pretrain(self._context(out, pre, callbacks))
             cached = {"state": state, "heads": heads, "seconds": seconds, "fingerprint": self.fingerprint}
             buf = io.BytesIO()
             torch.save(cached, buf)
@@ -183,7 +185,8 @@ class Study(StudyInputs, StudyModels):
             for spec in job.specs
         }
         try:
-            outcomes = self.train_job(out, job, callbacks, config)
+            with time_budget(config.train.max_minutes):
+                outcomes = self.train_job(out, job, callbacks, config)
             for spec in job.specs:
                 outcome = outcomes[spec.task]
                 if keep and outcome.predictions is not None:

@@ -32,6 +32,7 @@ from polytask.data.prepare import PreparedTask
 from polytask.methods.weighting.base import Weighting
 from polytask.training import distributed
 from polytask.training.batches import _batches, _Rows, same_input_groups
+from polytask.training.budget import check_budget
 from polytask.training.devices import autocast, grad_scaler, resolve_device, set_deterministic, tasks_to
 from polytask.training.evaluate import EVAL_BATCH, Predictions, _criterion, _validate, evaluate, predict
 from polytask.training.sampling import batch_plan
@@ -256,6 +257,7 @@ def fit(
             running += value.to(wide)
             if (step + 1) % CHECK_EVERY == 0 or step + 1 == steps:
                 check_finite(running, epoch)
+                check_budget()
             if weights is not None:
                 weight_sum += weights.detach().to(wide)
             if learns_after_step:
