@@ -16,6 +16,15 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss."""
 
 
+class StorageError(ConfigError):
+    """A file cannot be written (a full disk, a read-only folder): one line naming it."""
+
+
+def storage_error(path: object, e: OSError) -> StorageError:
+    """The one line for an ``OSError`` raised while writing ``path``."""
+    return StorageError(f"cannot write '{path}': {e.strerror or e}; free space or choose a writable folder (what is already stored is kept)")
+
+
 class TimeBudgetError(RuntimeError):
     """A run took longer than its time budget (``train.max_minutes``)."""
 

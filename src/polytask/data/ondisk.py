@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polytask.core.errors import storage_error
 from polytask.core.mapped import chunk_rows, open_mapped, release
 
 # Written last into a complete folder: what it holds.
@@ -99,8 +100,11 @@ class ArrayFolder:
         when another process completed the folder meanwhile, its arrays are kept.
         """
         if not self.complete():
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.root))
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.root))
+            except OSError as e:
+                raise storage_error(self.root, e) from None
             try:
                 manifest = build(tmp)
                 (tmp / MANIFEST).write_text(json.dumps(manifest))
@@ -111,6 +115,8 @@ class ArrayFolder:
                 except OSError:
                     if not self.complete():  # not another writer's complete folder: a real error
                         raise
+            except OSError as e:
+                raise storage_error(self.path, e) from None
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return self.open()

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from polytask.config import StudyConfig
-from polytask.core.errors import ConfigError
+from polytask.core.errors import ConfigError, storage_error
 from polytask.core.io import write_atomic
 from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData
@@ -229,7 +229,10 @@ class Study(StudyInputs, StudyModels):
         self.load()
         if executor == "local":  # on Ray the workers' devices count, checked on the cluster
             resolve_device(self.config.train.device)  # a device this machine lacks fails before anything is written
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise storage_error(out, e) from None
         write_atomic(out / "config.yaml", yaml.safe_dump(self.resolved_config().model_dump(mode="json", by_alias=True), sort_keys=False))
         fingerprint = self.fingerprint
         record = {"fingerprint": fingerprint, "parts": self._fingerprint_parts, "versions": versions(), "notes": self.notes}

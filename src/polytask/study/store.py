@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from polytask.core.errors import ConfigError
+from polytask.core.errors import ConfigError, storage_error
 from polytask.core.io import write_atomic
 from polytask.study.plan import RunSpec
 from polytask.training.engine import Predictions
@@ -44,19 +44,23 @@ class ResultStore:
         return out
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add one record durably."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Add one record durably (:class:`~polytask.core.errors.StorageError` when the file
+        cannot be written; the lines already there are untouched)."""
         line = json.dumps(row, sort_keys=True) + "\n"
-        with open(self.path, "ab") as f:
-            # A crash mid-write can leave a line without its newline; start on a fresh line.
-            if f.tell() > 0:
-                with open(self.path, "rb") as r:
-                    r.seek(-1, os.SEEK_END)
-                    if r.read(1) != b"\n":
-                        line = "\n" + line
-            f.write(line.encode())
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                # A crash mid-write can leave a line without its newline; start on a fresh line.
+                if f.tell() > 0:
+                    with open(self.path, "rb") as r:
+                        r.seek(-1, os.SEEK_END)
+                        if r.read(1) != b"\n":
+                            line = "\n" + line
+                f.write(line.encode())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise storage_error(self.path, e) from None
 
 
 # The study folder's record of what its results depend on (fingerprint and its parts).
