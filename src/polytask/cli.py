@@ -19,6 +19,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare trai
 err = Console(stderr=True)
 
 
+# The summary formats of compare and report (polytask.report.terminal.FORMATS, not imported
+# here: the report package loads matplotlib, which --help does not need).
+SUMMARY_FORMATS = ("table", "csv", "markdown", "json")
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """polytask's warnings as one line each on stderr; others as Python shows them."""
     if issubclass(category, PolytaskWarning):
@@ -60,6 +64,7 @@ def compare(
     address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: HOST:PORT of the Ray head (default: RAY_ADDRESS, else Ray here)."),
     relate_first: bool = typer.Option(False, "--relate", help="First rank the candidate sources (as 'polytask relate', defaults) into the study folder."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, pretraining and tuning the study would do, with a time estimate; write nothing."),
+    fmt: str = typer.Option("table", "--format", help="The summary printed at the end: table, csv, markdown or json."),
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
     from polytask.api import Study
@@ -68,6 +73,7 @@ def compare(
     from polytask.study.resolve import load_config, validate
 
     try:
+        _check_format(fmt)
         check_executor(executor, 1 if dry_run else workers, address)
         cfg = load_config(config)
         if seeds is not None:
@@ -97,8 +103,9 @@ def compare(
         _fail(f"interrupted; {where}run the same command to resume", code=130)
     except WorkerDiedError as e:
         _fail(f"{e}; finished runs are saved in {out}/results.jsonl; run the same command to resume", code=1)
-    print_summary(summary)
-    typer.echo(f"report: {out / 'report.html'}")
+    print_summary(summary, fmt=fmt)
+    if fmt == "table":
+        typer.echo(f"report: {out / 'report.html'}")
 
 
 @app.command()
@@ -168,17 +175,27 @@ def relate(
 
 
 @app.command()
-def report(folder: Path = typer.Argument(..., help="Study folder written by 'polytask compare'.")) -> None:
+def report(
+    folder: Path = typer.Argument(..., help="Study folder written by 'polytask compare'."),
+    fmt: str = typer.Option("table", "--format", help="The summary printed: table, csv, markdown or json."),
+) -> None:
     """Re-render summary.json and report.html from a finished or partial study folder."""
     from polytask.finalize import finalize
     from polytask.report.terminal import print_summary
 
     try:
+        _check_format(fmt)
         summary = finalize(folder)
     except ConfigError as e:
         _fail(str(e))
-    print_summary(summary)
-    typer.echo(f"report: {folder / 'report.html'}")
+    print_summary(summary, fmt=fmt)
+    if fmt == "table":
+        typer.echo(f"report: {folder / 'report.html'}")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in SUMMARY_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(SUMMARY_FORMATS)}, got '{fmt}'")
 
 
 @app.command()
