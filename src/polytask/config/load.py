@@ -25,6 +25,8 @@ def validate(raw: dict[str, Any], base: Path | None = None, *, source: str = "co
     Raises:
         ConfigError: on any unknown key, wrong type or out-of-range value.
     """
+    if raw is None:
+        raise ConfigError(f"{source}: the config is empty; expected a mapping of config keys (name, tasks, strategies, ...)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(raw).__name__}")
     try:
@@ -40,9 +42,12 @@ def load_config(path: str | Path) -> StudyConfig:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the config as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # a reader error spans lines
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     return validate(raw, path.parent.resolve(), source=str(path))

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 
 class ConfigError(ValueError):
-    """Bad input: a config field, data file or value that polytask cannot use."""
+    """Bad input: a config field, data file or value that polytask cannot use.
+
+    The message is one line: text quoted from elsewhere (a parser's error) that spans
+    lines is joined into one.
+    """
+
+    def __init__(self, message: object = "", *args: object):
+        text = str(message)
+        super().__init__(" ".join(text.split()) if "\n" in text or "\r" in text else text, *args)
 
 
 class DivergedError(RuntimeError):

@@ -109,6 +109,11 @@ def check_task_data(data: TaskData, task: Task) -> None:
         if not have.any():
             raise ConfigError(f"{where}: y_{split} has no labels for task '{task.name}' (every value is missing)")
         y = y[have]
+        if task.kind in ("classification", "binary") and split == "train" and len(np.unique(y)) < 2:
+            raise ConfigError(
+                f"{where}: every label in y_train is {y[0].item()!r}, one class; task '{task.name}' needs at least two classes to learn "
+                "(set kind: regression for a numeric target)"
+            )
         if task.kind in ("classification", "binary"):
             if np.any(np.mod(y, 1) != 0):
                 raise ConfigError(f"{where}: y_{split} has non-integer labels (e.g. {y[np.mod(y, 1) != 0][0]!r}); task '{task.name}' is {task.kind}")

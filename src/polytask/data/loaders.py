@@ -109,7 +109,16 @@ def load_npz(path: Path) -> TaskData:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
+    except ValueError as e:
+        if "Object arrays" in str(e):
+            raise ConfigError(
+                f"{path}: holds object arrays (pickled Python objects, or rows of different lengths), which polytask never unpickles; "
+                "save numeric arrays of one shape per key"
+            ) from None
+        if "pickled data" in str(e):
+            raise ConfigError(f"{path}: not an .npz file but pickled data, which polytask never unpickles; save arrays with numpy.savez") from None
+        raise ConfigError(f"{path}: not a readable .npz file ({e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ConfigError(f"{path}: not a readable .npz file ({e})") from None
     required = ["x_train", "y_train", "x_test", "y_test"]
     missing = [k for k in required if k not in arrays]
@@ -126,7 +135,9 @@ def _read_csv(path: Path):
     if is_parquet(path):
         return read_parquet(path, pd.read_parquet)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as UTF-8") from None
     except Exception as e:  # pandas raises many parser error types; all mean "not a usable CSV"
         raise ConfigError(f"{path}: not a readable CSV file ({type(e).__name__}: {e})") from None
 
@@ -148,6 +159,8 @@ def load_csv(spec: DataConfig, store: Path | None = None) -> TaskData:
     memory-mapped arrays there (:func:`polytask.data.parquet.load_parquet`): the same
     arrays, never the whole table in memory.
     """
+    import pandas as pd
+
     if store is not None and spec.text is None and is_parquet(spec.csv) and (spec.test is None or is_parquet(spec.test)):
         return load_parquet(spec, store, source_key(spec))
     df = _read_csv(spec.csv)
@@ -168,6 +181,8 @@ def load_csv(spec: DataConfig, store: Path | None = None) -> TaskData:
 
     table = None
     if spec.text is not None:
+        if pd.api.types.is_numeric_dtype(frames["train"][spec.text]):
+            raise ConfigError(f"{spec.csv}: column '{spec.text}' holds numbers, not text; name a column of text as 'text', or use it as a feature")
         # Empty cells read as NaN; as text they are the empty string.
         xs = {split: rows(split, frames[file][spec.text].fillna("").astype(str).to_numpy(dtype=object)) for split, (file, _) in parts.items()}
     else:
