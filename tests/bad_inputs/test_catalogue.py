@@ -71,15 +71,19 @@ class Case:
 
 
 def _other_study(folder: Path) -> dict:
+    # A folder of another study, which saved no model (save_models was off).
     other = folder / "other-study"
-    other.mkdir()
+    (other / "predictions").mkdir(parents=True)
     (other / "study.json").write_text('{"fingerprint": "abc"}')
-    return _config(folder, model={"backbone": "run:" + str(other)})
+    return _config(folder, model={"backbone": f"run:{other}/a/scratch/seed0"})
 
 
 def _foreign_checkpoint(folder: Path) -> dict:
-    torch.save({"weights": torch.zeros(3)}, folder / "model.pt")
-    return _config(folder, model={"backbone": "run:" + str(folder / "model.pt")})
+    # A file where a saved backbone would be, that polytask did not write.
+    path = folder / "other" / "models" / "a" / "scratch" / "1" / "seed0.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"weights": torch.zeros(3)}, path)
+    return _config(folder, model={"backbone": f"run:{folder / 'other'}/a/scratch/seed0"})
 
 
 def _pickled_npz(folder: Path) -> dict:
@@ -193,8 +197,9 @@ CASES = [
         lambda f: yaml.safe_dump(_config(f)).replace("name: bad", "name: caf\xe9").encode("latin-1"),
         ("study.yaml: not UTF-8 text",),
     ),
-    Case("a checkpoint that is not polytask's", _foreign_checkpoint, ("model.pt",)),
-    Case("run: a folder of another study", _other_study, ("other-study",)),
+    Case("a checkpoint that is not polytask's", _foreign_checkpoint, ("seed0.pt is not a polytask backbone file",)),
+    Case("run: a folder of another study", _other_study, ("no saved model at", "save_models: true")),
+    Case("run: a path without its seed", lambda f: _config(f, model={"backbone": f"run:{f}/elsewhere"}), ("field 'model.backbone'", "must end in /seed<k>")),
     Case("test rows among another task's training rows", _leak, ("task 'a'", "test rows are training or validation inputs of task 'b'")),
 ]
 
