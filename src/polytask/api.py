@@ -30,4 +30,7 @@ class Study(runner.Study):
         Returns:
             The summary (see :func:`polytask.insights.analysis.summarize`).
         """
-        return finalize(self.run_grid(out, workers, progress, executor=executor, address=address))
+        folder = self.run_grid(out, workers, progress, executor=executor, address=address)
+        summary = finalize(folder)
+        self.trackers.finish(folder)  # the summary and the report, to the study's parent run
+        return summary

@@ -65,6 +65,7 @@ def compare(
     relate_first: bool = typer.Option(False, "--relate", help="First rank the candidate sources (as 'polytask relate', defaults) into the study folder."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, pretraining and tuning the study would do, with a time estimate; write nothing."),
     fmt: str = typer.Option("table", "--format", help="The summary printed at the end: table, csv, markdown or json."),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="Log every run to this MLflow tracking URI (see tracking.mlflow)."),
 ) -> None:
     """Run a study: every strategy on every target task, fraction and seed."""
     from polytask.api import Study
@@ -80,6 +81,9 @@ def compare(
             # Validated again as a whole: other fields are checked against the seeds (tune.seed).
             cfg = validate({**cfg.model_dump(mode="json", by_alias=True), "seeds": seeds}, source=f"{config} with --seeds {seeds}")
         cfg = _with_device(cfg, device, config)
+        if mlflow is not None:
+            tracking = {**cfg.tracking.model_dump(mode="json"), "mlflow": {**(cfg.tracking.mlflow.model_dump() if cfg.tracking.mlflow else {}), "uri": mlflow}}
+            cfg = validate({**cfg.model_dump(mode="json", by_alias=True), "tracking": tracking}, source=f"{config} with --mlflow {mlflow}")
         out = out or Path("runs") / cfg.name
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out '{out}' is a file; expected a study folder")

@@ -29,6 +29,35 @@ class AnalysisConfig(Frozen):
     bootstrap: int = Field(400, ge=50)
 
 
+class MlflowConfig(Frozen):
+    """Where an MLflow sink logs (``tracking.mlflow``).
+
+    Attributes:
+        uri: the tracking server (``http://host:5000``, ``sqlite:///path.db``, ...); None:
+            a local store in the study folder (``sqlite:///<out>/mlflow.db``).
+        experiment: the experiment's name; default: the study's name.
+    """
+
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class TrackingConfig(Frozen):
+    """Where a study's runs are logged besides ``results.jsonl`` (config key ``tracking``):
+    sinks that see every finished run, fed by the process driving the study. Not part of
+    the fingerprint: tracking changes no number.
+
+    Attributes:
+        mlflow: an MLflow experiment per study, an MLflow run per polytask run (and a parent
+            run for the study); None: no MLflow.
+        tensorboard: TensorBoard event files under ``<out>/tensorboard/`` (needs the
+            ``tensorboard`` package).
+    """
+
+    mlflow: MlflowConfig | None = None
+    tensorboard: bool = False
+
+
 # Tunable settings of the training rules, searched on a log scale.
 
 
@@ -53,6 +82,7 @@ class StudyConfig(Frozen):
         allow_overlap: run even though some test rows of a target are training or
             validation inputs of another task (refused by default: a model trained on that
             task has seen them, so the target's test score is not a test).
+        tracking: MLflow and TensorBoard sinks (:class:`TrackingConfig`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -73,6 +103,7 @@ class StudyConfig(Frozen):
     save_models: bool = False
     validation: Literal["shrink", "fixed"] = "shrink"
     allow_overlap: bool = False
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="before")
     @classmethod

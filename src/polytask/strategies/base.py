@@ -87,6 +87,8 @@ class RunOutcome:
     train_labels: int = 0
     val_labels: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Per epoch: the training loss, each task's validation metric and MTL task weights.
+    history: list[dict[str, float]] = field(default_factory=list)
     # The trained shared layers (kept when the study saves models; never in results.jsonl).
     backbone: nn.Module | None = field(default=None, repr=False, compare=False)
     # The whole trained model, heads included (``polytask train`` saves it; never in results.jsonl).
@@ -262,6 +264,7 @@ def outcome(ctx: RunContext, model: nn.Module, target: PreparedTask, result, nam
         head_params=count_params(model.heads[name]),
         epochs=result.epochs,
         best_epoch=result.best_epoch,
+        history=result.history,
         train_labels=labels["train"],
         val_labels=labels["val"],
         backbone=getattr(model, "backbone", None),

@@ -374,6 +374,7 @@ def domain_adapt(ctx: RunContext, method: str | None = None) -> RunOutcome:
         head_params=count_params(model.heads[ctx.target]),
         epochs=result.epochs,
         best_epoch=result.best_epoch,
+        history=result.history,
         # The target's labels this run used: none. Its validation labels are read only to
         # measure the oracle gap afterwards, never to train or to select.
         train_labels=0,

@@ -39,6 +39,7 @@ from polytask.study.ray_executor import check_executor, run_ray
 from polytask.study.resolve import load_config as resolve_file
 from polytask.study.resolve import resolve, validate
 from polytask.study.store import STUDY_FILE, ResultStore, save_predictions
+from polytask.study.tracking import Trackers
 from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, search, search_seed, searched, tuned_strategies, tuning_path
 from polytask.training.budget import time_budget
 from polytask.training.devices import device_name, resolve_device, worker_gpus
@@ -92,6 +93,7 @@ class Study(StudyInputs, StudyModels):
         self._codes: dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]] = {}
         self._code_notes: set[str] = set()
         self._store: Path | None = None
+        self.trackers = Trackers(self.config)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
@@ -224,6 +226,7 @@ class Study(StudyInputs, StudyModels):
             The study folder.
         """
         check_executor(executor, workers, address)
+        self.trackers = Trackers(self.config)  # a sink whose package is missing: one line, before anything is written
         out = Path(out) if out is not None else Path("runs") / self.config.name
         self.use_folder(out)
         self.load()
@@ -238,6 +241,10 @@ class Study(StudyInputs, StudyModels):
         record = {"fingerprint": fingerprint, "parts": self._fingerprint_parts, "versions": versions(), "notes": self.notes}
         write_atomic(out / STUDY_FILE, json.dumps(record, indent=2))
         store = ResultStore(out / "results.jsonl")
+        self.trackers.start(self.config, fingerprint, out)
+        for row in store.rows():  # finished before tracking was on, or while a sink was down
+            if row.get("fingerprint") == fingerprint and row.get("status") == "ok":
+                self.trackers.log(row)
         pending = self.pending_jobs(store)
         with StudyProgress(total=sum(len(j.tasks) for j in pending), enabled=progress) as bar:
             deliver = self._deliver(store, bar)
@@ -268,6 +275,7 @@ class Study(StudyInputs, StudyModels):
                     continue
                 store.append(row)
                 bar.finish_run(row)
+                self.trackers.log(row)
                 if row.get("status") == "ok":
                     done.add(row["run_id"])
 
@@ -394,6 +402,7 @@ class Study(StudyInputs, StudyModels):
         shipped._encoders = {}
         shipped._model_inputs = {}
         shipped._store = None  # workers elsewhere cannot read this machine's files: the data travels
+        shipped.trackers = None  # the driver alone logs to the tracking sinks
         shipped.notes = list(self.notes)
         if self.config.train.device.startswith("cuda:"):
             shipped.config = self.config.model_copy(update={"train": self.config.train.model_copy(update={"device": "cuda"})})
