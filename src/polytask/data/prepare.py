@@ -26,7 +26,7 @@ from polytask.data.arrays import TaskData, is_text
 from polytask.data.ondisk import ArrayFolder, is_on_disk, write_array
 from polytask.data.rows import StoredRows, image_scale, token_width
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
-from polytask.data.tabular import TABLE_CHUNK_ROWS, TableEncoder, TableLayout, column_moments, fit_table, row_chunks
+from polytask.data.tabular import TableEncoder, TableLayout, array_chunks, column_moments, fit_table, row_chunks
 
 VAL_SIZE = 0.2
 
@@ -155,6 +155,10 @@ def model_inputs(
     if not text and not resized and all(x is None or is_on_disk(x) for x in splits.values()):
         return ModelInputs(*splits.values(), key=folder.path.name)
 
+    if not text:  # images: float32 rows of this shape, written about 16 MiB at a time
+        shape = model_input_shape(data, image_size)
+        step = max(1, CHUNK_BYTES // (4 * int(np.prod(shape))))
+
     def write(where: Path) -> dict[str, bool]:
         for name, x in splits.items():
             if x is None:
@@ -162,8 +166,6 @@ def model_inputs(
             if text:
                 np.save(where / f"{name}.npy", encode(list(x)).numpy())
                 continue
-            shape = model_input_shape(data, image_size)
-            step = max(1, CHUNK_BYTES // (4 * int(np.prod(shape))))  # float32 rows of that shape
             chunks = (as_model_input(np.asarray(x[i : i + step]), image_size).numpy() for i in range(0, len(x), step))
             write_array(where / f"{name}.npy", chunks, len(x), shape, np.float32)
         return {name: True for name, x in splits.items() if x is not None}
@@ -178,16 +180,15 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
     Tabular columns are standardized (zero mean, unit variance; constant columns keep
     scale 1), with statistics summed in float64
     (:func:`~polytask.data.tabular.column_moments`). Images are only divided by the
-    training maximum, so that zero (background) stays zero in every task: a per-task mean shift would give each dataset its own
-    background level and hide from shared layers that two datasets look alike.
+    training maximum, so that zero (background) stays zero in every task: a per-task mean
+    shift would give each dataset its own background level and hide from shared layers
+    that two datasets look alike.
     """
     if not train.is_floating_point():
         return [train, *others]  # token ids: nothing to scale
     if train.ndim == 2:
         # Summed in float64 by fixed chunks of rows, as for a table on disk: same numbers.
-        arrays = train.numpy()
-        mean, std = column_moments(lambda: (arrays[i : i + TABLE_CHUNK_ROWS] for i in range(0, len(arrays), TABLE_CHUNK_ROWS)))
-        mean, std = torch.as_tensor(mean), torch.as_tensor(std)
+        mean, std = (torch.as_tensor(v) for v in column_moments(lambda: array_chunks(train.numpy())))
         return [(t - mean) / std for t in (train, *others)]
     scale = train.abs().max()
     scale = scale if scale > 1e-8 else torch.ones(())
@@ -298,7 +299,11 @@ class TableScaling:
     std: np.ndarray
 
     def __call__(self, rows: np.ndarray) -> torch.Tensor:
-        t = torch.as_tensor(self.encoder.transform(rows))
+        return self.scale(self.encoder.transform(rows))
+
+    def scale(self, encoded: np.ndarray) -> torch.Tensor:
+        """Rows already encoded (:meth:`TableEncoder.transform`), their numeric columns standardized."""
+        t = torch.as_tensor(encoded)
         n = len(self.mean)
         if n:
             t[:, :n] = (t[:, :n] - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
@@ -319,8 +324,9 @@ def fit_table_scaling(layout: TableLayout, x: np.ndarray, rows: np.ndarray | Non
     n = len(layout.numeric)
     if not n:
         return TableScaling(enc, np.empty(0, np.float32), np.empty(0, np.float32))
-    mean, std = column_moments(lambda: row_chunks(x, rows, lambda c: enc.transform(c)[:, :n]))
-    return TableScaling(enc, mean, std)
+    # Two passes encoding the rows again (a table on disk is not held encoded); the chunks
+    # are those encode_table sums for rows in memory, so the numbers are the same.
+    return TableScaling(enc, *column_moments(lambda: row_chunks(x, rows, lambda c: enc.transform(c)[:, :n])))
 
 
 def encode_table(layout: TableLayout, train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
@@ -330,5 +336,9 @@ def encode_table(layout: TableLayout, train: np.ndarray, *others: np.ndarray) ->
     (:func:`~polytask.data.tabular.fit_table`); then the numeric columns are standardized
     with the training rows' statistics (:class:`TableScaling`).
     """
-    scaling = fit_table_scaling(layout, train)
-    return [scaling(x) for x in (train, *others)]
+    enc = fit_table(layout, train)
+    encoded = [enc.transform(x) for x in (train, *others)]  # once each: the moments read the encoded rows
+    n = len(layout.numeric)
+    moments = column_moments(lambda: array_chunks(encoded[0][:, :n])) if n else (np.empty(0, np.float32), np.empty(0, np.float32))
+    scaling = TableScaling(enc, *moments)
+    return [scaling.scale(e) for e in encoded]

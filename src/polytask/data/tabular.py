@@ -396,10 +396,17 @@ TABLE_CHUNK_ROWS = 1 << 14
 
 
 def row_chunks(x: np.ndarray, rows: np.ndarray, f=lambda c: c) -> Iterator[np.ndarray]:
-    """``f`` of rows ``rows`` of ``x``, :data:`TABLE_CHUNK_ROWS` rows at a time (pages of a
-    mapped ``x`` released as it goes)."""
+    """``f`` of rows ``rows`` of ``x``, :data:`TABLE_CHUNK_ROWS` rows at a time (a mapped
+    ``x`` is read with ``pread``: :func:`~polytask.core.mapped.read_rows`)."""
     for i in range(0, len(rows), TABLE_CHUNK_ROWS):
         yield f(read_rows(x, rows[i : i + TABLE_CHUNK_ROWS]))
+
+
+def array_chunks(a: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive :data:`TABLE_CHUNK_ROWS`-row views of ``a``: the chunks
+    :func:`row_chunks` reads from disk, for rows already in memory."""
+    for i in range(0, len(a), TABLE_CHUNK_ROWS):
+        yield a[i : i + TABLE_CHUNK_ROWS]
 
 
 def column_moments(chunks: Callable[[], Iterable[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ from polytask.methods.backbones.tokenizers import text_encoder
 from polytask.strategies import Preflight, check_strategy, transfer_source, uses_transfer_source
 from polytask.study.plan import RunSpec
 from polytask.study.resolve import backbone_options
+from polytask.study.store import saved_model_path
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
 
@@ -227,7 +228,7 @@ class StudyModels:
 
     def _save_backbone(self, out: Path, spec: RunSpec, backbone: nn.Module) -> None:
         """Keep a run's trained shared layers for ``run:<out>/<task>/<strategy>/seed<k>``."""
-        path = out / "models" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.pt"
+        path = saved_model_path(out, spec)
         source = transfer_source(self.config, spec.strategy) if uses_transfer_source(spec.strategy) else None
         name = source or (self._study_backbone() if isinstance(self.backbone, str | None) else None)
         if name is None:

@@ -93,7 +93,8 @@ class Study(StudyInputs, StudyModels):
         self._codes: dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]] = {}
         self._code_notes: set[str] = set()
         self._store: Path | None = None
-        self.trackers = Trackers(self.config)
+        # The sinks the driving process logs finished runs to (set up by run_grid).
+        self.trackers: Trackers | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Study:
@@ -241,13 +242,13 @@ class Study(StudyInputs, StudyModels):
         record = {"fingerprint": fingerprint, "parts": self._fingerprint_parts, "versions": versions(), "notes": self.notes}
         write_atomic(out / STUDY_FILE, json.dumps(record, indent=2))
         store = ResultStore(out / "results.jsonl")
+        finished = [r for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == fingerprint]
         self.trackers.start(self.config, fingerprint, out)
-        for row in store.rows():  # finished before tracking was on, or while a sink was down
-            if row.get("fingerprint") == fingerprint and row.get("status") == "ok":
-                self.trackers.log(row)
+        for row in finished:  # finished before tracking was on, or while a sink was down
+            self.trackers.log(row)
         pending = self.pending_jobs(store)
         with StudyProgress(total=sum(len(j.tasks) for j in pending), enabled=progress) as bar:
-            deliver = self._deliver(store, bar)
+            deliver = self._deliver(store, bar, {r["run_id"] for r in finished})
             for job in pending:  # every search before any seed runs (and before workers fork)
                 self._tuned(out, job, [bar])
             if executor == "ray":
@@ -261,12 +262,12 @@ class Study(StudyInputs, StudyModels):
                 self._run_parallel(out, pending, workers, deliver)
         return out
 
-    def _deliver(self, store: ResultStore, bar: StudyProgress) -> Callable[[list[dict[str, Any]]], None]:
-        """What stores a job's rows as they arrive: each appended to ``results.jsonl`` and
-        shown, except a cell the folder already holds a finished row of. A job with several
-        cells (one model for every target) runs again whole when a study stopped between
-        storing its rows; the cells it had stored keep their one row."""
-        done = {r["run_id"] for r in store.rows() if r.get("status") == "ok" and r.get("fingerprint") == self.fingerprint}
+    def _deliver(self, store: ResultStore, bar: StudyProgress, done: set[str]) -> Callable[[list[dict[str, Any]]], None]:
+        """What stores a job's rows as they arrive: each appended to ``results.jsonl``,
+        shown and tracked, except a cell in ``done`` (the run ids the folder holds a
+        finished row of). A job with several cells (one model for every target) runs again
+        whole when a study stopped between storing its rows; the cells it had stored keep
+        their one row."""
 
         def deliver(rows: list[dict[str, Any]]) -> None:
             for row in rows:

@@ -75,6 +75,12 @@ def predictions_path(out: Path, spec: RunSpec, fingerprint: str) -> Path:
     return Path(out) / "predictions" / fingerprint / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.npz"
 
 
+def saved_model_path(out: Path, spec: RunSpec) -> Path:
+    """Where ``save_models`` keeps a cell's trained backbone:
+    ``models/<task>/<strategy>/<fraction>/seed<k>.pt`` (what ``run:`` reads)."""
+    return Path(out) / "models" / spec.task / spec.strategy / f"{spec.fraction:g}" / f"seed{spec.seed}.pt"
+
+
 def load_predictions(out: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """A row's test labels and predictions, or None when they were not kept (or are unreadable)."""
     path = predictions_path(out, RunSpec(row["task"], row["strategy"], row["fraction"], row["seed"]), row.get("fingerprint", ""))

@@ -22,11 +22,14 @@ import os
 import shutil
 import time
 import warnings
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 from polytask.config import StudyConfig
 from polytask.core.errors import ConfigError, PolytaskWarning
+from polytask.study.plan import RunSpec
+from polytask.study.store import saved_model_path
 
 # Requests to a tracking server that does not answer are not retried for minutes.
 HTTP_RETRIES = "2"
@@ -47,8 +50,10 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): json.dumps(value) if isinstance(value, list) else str(value)}
 
 
-class Sink:
-    """One place runs are logged to; a failure disables it with one warning."""
+class Sink(ABC):
+    """One place runs are logged to; a failure disables it with one warning. A sink says
+    how it starts (:meth:`_start`) and logs a row (:meth:`_log`), and what it keeps
+    of the study's summary (:meth:`_finish`)."""
 
     name = "sink"
 
@@ -79,14 +84,17 @@ class Sink:
     def finish(self, out: Path) -> None:
         self._safely("logging the summary", self._finish, out)
 
+    @abstractmethod
     def _start(self, config: StudyConfig, fingerprint: str, out: Path) -> None:
-        raise NotImplementedError
+        """Connect and prepare where the study's runs go."""
 
+    @abstractmethod
     def _log(self, row: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Log one finished run (its row of ``results.jsonl``)."""
 
+    @abstractmethod
     def _finish(self, out: Path) -> None:
-        pass
+        """Log what the study's analysis wrote."""
 
 
 class MlflowSink(Sink):
@@ -158,7 +166,7 @@ class MlflowSink(Sink):
         metrics += [Metric(k, float(row[k]), now, 0) for k in FINAL if isinstance(row.get(k), int | float)]
         for i in range(0, len(metrics), 1000):  # at most 1000 metrics per call
             self.client.log_batch(run, metrics=metrics[i : i + 1000])
-        model = self.out / "models" / row["task"] / row["strategy"] / f"{row['fraction']:g}" / f"seed{row['seed']}.pt"
+        model = saved_model_path(self.out, RunSpec(row["task"], row["strategy"], row["fraction"], row["seed"]))
         if row["status"] == "ok" and model.is_file():
             self.client.log_artifact(run, str(model), "model")
         self.client.update_run(run, status="FINISHED" if row["status"] == "ok" else "FAILED")
@@ -205,6 +213,9 @@ class TensorBoardSink(Sink):
         finally:
             writer.close()
         mark.write_text(str(row.get("finished_at")))
+
+    def _finish(self, out: Path) -> None:
+        """Nothing: the summary is not a time series; each run's scalars are already written."""
 
 
 class Trackers:
