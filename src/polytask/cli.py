@@ -23,6 +23,7 @@ err = Console(stderr=True)
 # here: the report package loads matplotlib, which --help does not need).
 SUMMARY_FORMATS = ("table", "csv", "markdown", "json")
 
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """polytask's warnings as one line each on stderr; others as Python shows them."""
     if issubclass(category, PolytaskWarning):
@@ -115,14 +116,17 @@ def compare(
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="Study config (YAML)."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write (weights.pt, model.json)."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write (model.safetensors, model.json)."),
     task: Optional[str] = typer.Option(None, "--task", help="Target task [default: the first target]."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="Strategy [default: the config's first]."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Strategy [default: the study's recommendation, read from --study]."),
     fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the target's training rows."),
     seed: int = typer.Option(0, "--seed", help="Seed of the run."),
+    study_dir: Optional[Path] = typer.Option(
+        None, "--study", help="Study folder [default: runs/<name>]: its recommendation and tuned values."
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps; overrides train.device."),
 ) -> None:
-    """Train one run of a study and save its model; under torchrun, over several processes."""
+    """Train the study's recommendation (or a named strategy) and save it as a model directory; under torchrun, over several processes."""
     from polytask.api import Study
     from polytask.lifecycle.train import start_processes, stop_processes, train_model
     from polytask.study.resolve import load_config
@@ -132,13 +136,52 @@ def train(
         placed = start_processes(cfg.train.device)
         if placed != cfg.train.device:
             cfg = _with_device(cfg, placed, config)
-        meta = train_model(Study(cfg), out, task, strategy, fraction, seed)
+        meta = train_model(Study(cfg), out, task, strategy, fraction, seed, study_dir)
         stop_processes()
     except ConfigError as e:
         _fail(str(e))
     metrics = ", ".join(f"{n}: test {m['test']:.4f}" for n, m in meta["metrics"].items())
     if meta["processes"] == 1 or int(os.environ.get("RANK", "0")) == 0:
+        if meta["recommendation"]:
+            typer.echo(f"recommended: {meta['recommendation']}")
         typer.echo(f"model: {out} ({meta['strategy']}, {metrics}; {meta['processes']} process(es))")
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="Model directory written by 'polytask train'."),
+    inputs: list[Path] = typer.Argument(..., help="An .npz (array 'x'), a CSV or Parquet table (the saved column names), an image folder, or image files."),
+    out: Path = typer.Option(Path("predictions.csv"), "--out", help="CSV to write: a column per task, then probabilities with --proba."),
+    tasks: Optional[list[str]] = typer.Option(None, "--task", help="Task to predict (repeatable) [default: the model's targets]."),
+    proba: bool = typer.Option(False, "--proba", help="Add each class's probability, as '<task>:p(<label>)' columns."),
+    device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda, cuda:N or mps."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass."),
+) -> None:
+    """Predict with a saved model: its own preprocessing, class labels in the output."""
+    from polytask.lifecycle.predict import predict_file
+
+    try:
+        n = predict_file(model_dir, inputs, out, tasks, proba=proba, device=device, batch_size=batch_size, console=err)
+    except ConfigError as e:
+        _fail(str(e))
+    typer.echo(f"predictions: {out} ({n} rows)")
+
+
+@app.command()
+def export(
+    model_dir: Path = typer.Argument(..., help="Model directory written by 'polytask train'."),
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write: one graph, an output per task."),
+    tasks: Optional[list[str]] = typer.Option(None, "--task", help="Task to include (repeatable) [default: every head]."),
+) -> None:
+    """Export a saved model to ONNX, with the preprocessing a graph can hold."""
+    from polytask.lifecycle.export import export_onnx
+
+    try:
+        record = export_onnx(model_dir, onnx, tasks)
+    except ConfigError as e:
+        _fail(str(e))
+    inputs = "; ".join(f"{name}: {r['expects']}" for name, r in record["inputs"].items())
+    typer.echo(f"onnx: {onnx} (inputs {inputs}; outputs {', '.join(record['outputs'])})")
 
 
 def _with_device(cfg, device: str | None, source: Path):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from polytask.cli import app
@@ -65,12 +66,13 @@ def test_a_trained_run_is_a_model_directory_that_loads(study_yaml, tmp_path):
     proc = _train(study_yaml, tmp_path / "m", "mtl:pcgrad")
     assert proc.stdout.startswith(f"model: {tmp_path / 'm'} (mtl:pcgrad, target: test ")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert meta["format"] == "polytask-model/1" and meta["processes"] == 1 and meta["targets"] == ["target"]
+    assert meta["format"] == "polytask-model/2" and meta["processes"] == 1 and meta["targets"] == ["target"]
     assert set(meta["tasks"]) == {"target", "source1", "source2"}  # one model, a head per task
-    assert meta["backbone"] == {"name": "mlp", "options": {"hidden": [16], "dropout": 0.0}}
-    state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    build = meta["build"]
+    assert (build["backbone"], build["backbone_options"]) == ("mlp", {"hidden": [16], "dropout": 0.0})
+    state = load_file(tmp_path / "m" / "model.safetensors")
     tasks = [Task(n, t["kind"], t["n_outputs"]) for n, t in meta["tasks"].items()]
-    model = MultiTaskModel(create_backbone(meta["backbone"]["name"], tuple(meta["input_shape"]), **meta["backbone"]["options"]), tasks)
+    model = MultiTaskModel(create_backbone(build["backbone"], tuple(build["input_shape"]), **build["backbone_options"]), tasks)
     model.load_state_dict(state)  # strict: every weight there, nothing else
 
 
@@ -83,8 +85,8 @@ def test_two_processes_train_the_same_model_as_one(study_yaml, tmp_path, strateg
     _train(study_yaml, tmp_path / "one", strategy)
     proc = _train(study_yaml, tmp_path / "two", strategy, processes=2)
     assert "2 process(es)" in proc.stdout
-    one = torch.load(tmp_path / "one" / "weights.pt", weights_only=True)
-    two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)
+    one = load_file(tmp_path / "one" / "model.safetensors")
+    two = load_file(tmp_path / "two" / "model.safetensors")
     assert one.keys() == two.keys()
     assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5
     m1 = json.loads((tmp_path / "one" / "model.json").read_text())["metrics"]

@@ -33,6 +33,9 @@ class TaskData:
             columns are laid out (:mod:`polytask.data.tabular`): the rows are already in
             that layout, NaN where a value is missing, and each run fits its encoders on
             its own training rows. None for plain numeric rows, images and text.
+        columns: the feature columns of a table file, in order (or its one text column);
+            a saved model reads new rows by these names. None for arrays.
+        class_names: the labels of class ids ``0..K-1`` when the file had string labels.
     """
 
     x_train: np.ndarray
@@ -43,6 +46,8 @@ class TaskData:
     y_val: np.ndarray | None = None
     origin: str = "arrays"
     table: TableLayout | None = None
+    columns: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
 
     def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The ``(x, y)`` pair of split ``train``, ``val`` or ``test``."""

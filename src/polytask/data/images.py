@@ -197,8 +197,9 @@ def load_images(spec, store: Path | None = None) -> TaskData:
         return {"y_train": y[keep], "y_test": y[held]}
 
     origin = str(spec.images)
+    names = None if numeric else tuple(str(c) for c in classes)
     if store is None:
-        return TaskData(**build(None), origin=origin)
+        return TaskData(**build(None), origin=origin, class_names=names)
 
     def write(where: Path) -> dict[str, bool]:
         labels = build(where)
@@ -207,4 +208,4 @@ def load_images(spec, store: Path | None = None) -> TaskData:
         return {"x_train": True, "y_train": False, "x_test": True, "y_test": False}
 
     key = value_digest(["images", images_key(spec), spec.size, spec.channels, spec.test_size])
-    return TaskData(**ArrayFolder(store, f"images-{key}").write(write), origin=origin)
+    return TaskData(**ArrayFolder(store, f"images-{key}").write(write), origin=origin, class_names=names)

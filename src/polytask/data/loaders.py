@@ -15,7 +15,7 @@ from polytask.data.builtin import load_builtin
 from polytask.data.images import images_key, load_images
 from polytask.data.parquet import is_parquet, load_parquet
 from polytask.data.splits import rng_for
-from polytask.data.tablefile import as_labels, check_test_columns, label_split, read_parquet, table_features
+from polytask.data.tablefile import as_labels, check_test_columns, label_names, label_split, read_parquet, table_features
 from polytask.data.tabular import check_missing, feature_kinds, numeric_layout, numeric_rows, table_layout, table_rows
 
 
@@ -127,7 +127,7 @@ def load_npz(path: Path) -> TaskData:
     return TaskData(**{k: arrays[k] for k in [*required, "x_val", "y_val"] if k in arrays}, origin=str(path))
 
 
-def _read_csv(path: Path):
+def read_csv_file(path: Path):
     """A table file as a DataFrame: Parquet (by its magic bytes) or CSV."""
     import pandas as pd
 
@@ -163,12 +163,12 @@ def load_csv(spec: DataConfig, store: Path | None = None) -> TaskData:
 
     if store is not None and spec.text is None and is_parquet(spec.csv) and (spec.test is None or is_parquet(spec.test)):
         return load_parquet(spec, store, source_key(spec))
-    df = _read_csv(spec.csv)
+    df = read_csv_file(spec.csv)
     features = table_features(spec, list(df.columns))
     frames = {"train": df}
     files = {"train": str(spec.csv)}
     if spec.test is not None:
-        frames["test"] = _read_csv(spec.test)
+        frames["test"] = read_csv_file(spec.test)
         files["test"] = str(spec.test)
         check_test_columns(spec, features, list(frames["test"].columns))
     ys, parts = label_split(spec, {split: frame[spec.target] for split, frame in frames.items()}, source_key(spec))
@@ -195,6 +195,9 @@ def load_csv(spec: DataConfig, store: Path | None = None) -> TaskData:
             xs = {split: table_rows(table, x) for split, (_, x) in tables.items()}
         else:
             xs = {split: rows(split, frames[file][features].to_numpy(np.float32)) for split, (file, _) in parts.items()}
-    return TaskData(xs["train"], as_labels(ys["train"]), xs["test"], as_labels(ys["test"]), origin=str(spec.csv), table=table)
+    columns = (spec.text,) if spec.text is not None else tuple(features)
+    names = label_names(frames["train"][spec.target])
+    y_train, y_test = as_labels(ys["train"]), as_labels(ys["test"])
+    return TaskData(xs["train"], y_train, xs["test"], y_test, origin=str(spec.csv), table=table, columns=columns, class_names=names)
 
 

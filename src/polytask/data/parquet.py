@@ -22,7 +22,7 @@ from polytask.core.digest import file_digest, value_digest
 from polytask.core.mapped import release
 from polytask.data.arrays import TaskData
 from polytask.data.ondisk import ArrayFolder
-from polytask.data.tablefile import as_labels, check_test_columns, is_parquet, label_split, read_parquet, table_features
+from polytask.data.tablefile import as_labels, check_test_columns, is_parquet, label_names, label_split, read_parquet, table_features
 from polytask.data.tabular import TableSummary, check_missing, feature_kinds, layout_from_record, layout_record, table_rows
 
 __all__ = ["is_parquet", "load_parquet"]
@@ -106,4 +106,13 @@ def load_parquet(spec: DataConfig, store: Path, key: str) -> TaskData:
     arrays = folder.write(build)
     record = json.loads((folder.path / LAYOUT_FILE).read_text())
     table = layout_from_record(record) if record is not None else None
-    return TaskData(arrays["x_train"], as_labels(arrays["y_train"]), arrays["x_test"], as_labels(arrays["y_test"]), origin=str(spec.csv), table=table)
+    return TaskData(
+        arrays["x_train"],
+        as_labels(arrays["y_train"]),
+        arrays["x_test"],
+        as_labels(arrays["y_test"]),
+        origin=str(spec.csv),
+        table=table,
+        columns=tuple(features),
+        class_names=label_names(labels["train"]),
+    )

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from polytask.core.digest import array_digest, content_key, value_digest
-from polytask.core.errors import ConfigError
 from polytask.core.inputs import TEXT_SHAPE
 from polytask.core.mapped import CHUNK_BYTES
 from polytask.core.targets import encode_targets
 from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData, is_text
 from polytask.data.ondisk import ArrayFolder, is_on_disk, write_array
+from polytask.data.preprocess import InputTransform, as_model_input, image_transform, numeric_transform, table_transform
 from polytask.data.rows import StoredRows, image_scale, token_width
 from polytask.data.splits import MIN_VAL_ROWS, holdout, rng_for, subsample, validation_subset
 from polytask.data.tabular import TableEncoder, TableLayout, array_chunks, column_moments, fit_table, row_chunks
@@ -52,6 +51,8 @@ class PreparedTask:
     val: Split
     test: Split
     table: TableLayout | None = None
+    # The preprocessing fitted on this run's training rows, for a saved model to repeat.
+    transform: InputTransform | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -67,26 +68,6 @@ def model_input_shape(data: TaskData, image_size: int | None = None) -> tuple:
     if is_text(data.x_train):
         return TEXT_SHAPE
     return tuple(as_model_input(np.array(data.x_train[:1]), image_size).shape[1:])
-
-
-def as_model_input(x: np.ndarray, image_size: int | None, encode: Callable[[list[str]], torch.Tensor] | None = None) -> torch.Tensor:
-    """The tensor a backbone reads.
-
-    Numbers become a float tensor, images get a channel axis and are resized to
-    ``image_size`` when given; text is tokenized by ``encode`` (the text backbone's
-    tokenizer) into token ids.
-    """
-    if is_text(x):
-        if encode is None:
-            raise ConfigError("text inputs need a text backbone (gru, minilm or hf:<name>) to tokenize them")
-        return encode(list(x))
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    if t.ndim == 3:
-        t = t.unsqueeze(1)
-    if t.ndim == 4 and image_size is not None and tuple(t.shape[-2:]) != (image_size, image_size):
-        shrink = image_size < max(t.shape[-2:])
-        t = F.interpolate(t, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=shrink)
-    return t
 
 
 @dataclass(frozen=True)
@@ -175,24 +156,33 @@ def model_inputs(
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Scale inputs with statistics of the training rows.
+    """Scale inputs with statistics of the training rows (:func:`fit_scaling`)."""
+    fitted = fit_scaling(train)
+    return [fitted.scaled(t) for t in (train, *others)]
+
+
+def fit_scaling(train: torch.Tensor, shape: tuple[int, ...] | None = None, image_size: int | None = None) -> InputTransform:
+    """The scaling of a run's inputs, fitted on its training tensors ``train``.
 
     Tabular columns are standardized (zero mean, unit variance; constant columns keep
     scale 1), with statistics summed in float64
     (:func:`~polytask.data.tabular.column_moments`). Images are only divided by the
     training maximum, so that zero (background) stays zero in every task: a per-task mean
     shift would give each dataset its own background level and hide from shared layers
-    that two datasets look alike.
+    that two datasets look alike. Token ids are not scaled.
+
+    Args:
+        train: the run's training rows as the backbone reads them.
+        shape, image_size: one image as loaded and the side it is resized to (recorded
+            in the transform; default: the tensor's own shape, no resizing).
     """
     if not train.is_floating_point():
-        return [train, *others]  # token ids: nothing to scale
+        return InputTransform("text")  # token ids: nothing to scale
     if train.ndim == 2:
         # Summed in float64 by fixed chunks of rows, as for a table on disk: same numbers.
-        mean, std = (torch.as_tensor(v) for v in column_moments(lambda: array_chunks(train.numpy())))
-        return [(t - mean) / std for t in (train, *others)]
+        return numeric_transform(train.shape[1], *column_moments(lambda: array_chunks(train.numpy())))
     scale = train.abs().max()
-    scale = scale if scale > 1e-8 else torch.ones(())
-    return [t / scale for t in (train, *others)]
+    return image_transform(shape or tuple(train.shape[1:]), image_size, float(scale) if scale > 1e-8 else 1.0)
 
 
 def prepare_task(
@@ -268,6 +258,7 @@ def prepare_task(
     # Regression targets are standardized with this run's training labels, like its inputs.
     task = task.scaled_to(y_tr)
     va_source = data.x_train if va_from == "train" else data.x_val
+    image_shape = tuple(data.x_train.shape[1:])
     if data.x_train.ndim == 2 and not is_text(data.x_train) and is_on_disk(data.x_train):
         # A table on disk: read by rows, encoded and scaled batch by batch (a numeric table
         # without a layout is one of numeric columns only: standardized alike).
@@ -275,17 +266,24 @@ def prepare_task(
         scaling = fit_table_scaling(layout, data.x_train, tr_rows)
         picks = ((data.x_train, tr_rows), (va_source, va_rows), (data.x_test, np.arange(len(data.x_test))))
         tensors = [StoredRows(x, content_key(x), rows, table=scaling) for x, rows in picks]
+        transform = scaling.transform
     elif data.table is not None:
-        tensors = encode_table(data.table, data.x_train[tr_rows], va_source[va_rows], data.x_test)
+        scaling, tensors = encode_table(data.table, data.x_train[tr_rows], va_source[va_rows], data.x_test)
+        transform = scaling.transform
     elif inputs is not None and inputs.stored:
         tensors = inputs.stored_rows(tr_rows, va_from, va_rows)
-    elif inputs is not None:
-        va_all = inputs.train if va_from == "train" else inputs.val
-        tensors = standardize(*(inputs.rows(x, rows) for x, rows in ((inputs.train, tr_rows), (va_all, va_rows), (inputs.test, None))))
+        scale = tensors[0].scale
+        transform = InputTransform("text") if scale is None else image_transform(image_shape, image_size, scale)
     else:
-        tensors = standardize(*(as_model_input(x, image_size, encode) for x in (data.x_train[tr_rows], va_source[va_rows], data.x_test)))
+        if inputs is not None:
+            va_all = inputs.train if va_from == "train" else inputs.val
+            raw = [inputs.rows(x, rows) for x, rows in ((inputs.train, tr_rows), (va_all, va_rows), (inputs.test, None))]
+        else:
+            raw = [as_model_input(x, image_size, encode) for x in (data.x_train[tr_rows], va_source[va_rows], data.x_test)]
+        transform = fit_scaling(raw[0], image_shape, image_size)
+        tensors = [transform.scaled(t) for t in raw]
     splits = [Split(x, encode_targets(task, y)) for x, y in zip(tensors, (y_tr, y_va, data.y_test))]
-    return PreparedTask(task, *splits, table=data.table)
+    return PreparedTask(task, *splits, table=data.table, transform=transform)
 
 
 @dataclass(frozen=True)
@@ -303,11 +301,12 @@ class TableScaling:
 
     def scale(self, encoded: np.ndarray) -> torch.Tensor:
         """Rows already encoded (:meth:`TableEncoder.transform`), their numeric columns standardized."""
-        t = torch.as_tensor(encoded)
-        n = len(self.mean)
-        if n:
-            t[:, :n] = (t[:, :n] - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
-        return t
+        return self.transform.scaled(torch.as_tensor(encoded))
+
+    @property
+    def transform(self) -> InputTransform:
+        """The same encoding and scaling as a record a saved model keeps."""
+        return table_transform(self.encoder.layout, self.encoder, self.mean, self.std)
 
     def digest(self) -> str:
         enc = self.encoder
@@ -329,16 +328,16 @@ def fit_table_scaling(layout: TableLayout, x: np.ndarray, rows: np.ndarray | Non
     return TableScaling(enc, *column_moments(lambda: row_chunks(x, rows, lambda c: enc.transform(c)[:, :n])))
 
 
-def encode_table(layout: TableLayout, train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
+def encode_table(layout: TableLayout, train: np.ndarray, *others: np.ndarray) -> tuple[TableScaling, list[torch.Tensor]]:
     """A table's rows as tensors, with encoders fitted on ``train`` (the run's training rows).
 
     Missing values are imputed and levels the training rows lack become unknown
     (:func:`~polytask.data.tabular.fit_table`); then the numeric columns are standardized
-    with the training rows' statistics (:class:`TableScaling`).
+    with the training rows' statistics (:class:`TableScaling`, returned with the tensors).
     """
     enc = fit_table(layout, train)
     encoded = [enc.transform(x) for x in (train, *others)]  # once each: the moments read the encoded rows
     n = len(layout.numeric)
     moments = column_moments(lambda: array_chunks(encoded[0][:, :n])) if n else (np.empty(0, np.float32), np.empty(0, np.float32))
     scaling = TableScaling(enc, *moments)
-    return [scaling.scale(e) for e in encoded]
+    return scaling, [scaling.scale(e) for e in encoded]

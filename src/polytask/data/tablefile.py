@@ -64,15 +64,22 @@ def check_test_columns(spec: DataConfig, features: list[str], cols: list) -> Non
         raise ConfigError(f"{spec.test}: missing column(s) {', '.join(gone)} that {spec.csv} has")
 
 
+def label_names(train: pd.Series) -> tuple[str, ...] | None:
+    """The class names of string labels, in the order of their class ids (sorted); None
+    for numeric labels."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(train):
+        return None
+    return tuple(str(v) for v in sorted(train.dropna().unique()))
+
+
 def label_split(spec: DataConfig, labels: dict[str, pd.Series], key: str) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, np.ndarray | None]]]:
     """Each split's labels (string labels as class ids in sorted order) and where its rows
     are: ``{split: (file split, row indices or None for all)}``; without a test file, a test
     split drawn from the content ``key`` names."""
-    import pandas as pd
-
-    mapping = None
-    if not pd.api.types.is_numeric_dtype(labels["train"]):
-        mapping = {v: i for i, v in enumerate(sorted(labels["train"].dropna().unique()))}
+    names = label_names(labels["train"])
+    mapping = None if names is None else {v: i for i, v in enumerate(sorted(labels["train"].dropna().unique()))}
     ys = {}
     for split, y in labels.items():
         if mapping is not None:

@@ -16,6 +16,7 @@ from polytask.core.registry import Registry
 from polytask.core.targets import labelled_rows
 from polytask.core.tasks import Task
 from polytask.data.prepare import PreparedTask
+from polytask.data.preprocess import InputTransform
 from polytask.methods.architectures.multitask import MultiTaskModel, count_params
 from polytask.methods.backbones import is_pretrained
 from polytask.strategies.features import FeatureCache
@@ -95,10 +96,14 @@ class RunOutcome:
     model: nn.Module | None = field(default=None, repr=False, compare=False)
     # Per labelled test row, what the metric read (saved beside results.jsonl, for resampling).
     predictions: Predictions | None = field(default=None, repr=False, compare=False)
+    # Per task the run prepared: the input preprocessing fitted on its training rows (a saved
+    # model repeats it) and the task as trained (a regression's target scaling).
+    transforms: dict[str, InputTransform] = field(default_factory=dict, repr=False, compare=False)
+    run_tasks: dict[str, Task] = field(default_factory=dict, repr=False, compare=False)
 
     def record(self) -> dict[str, Any]:
         """The fields written to ``results.jsonl``."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("backbone", "model", "predictions")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("backbone", "model", "predictions", "transforms", "run_tasks")}
 
 
 def label_counts(target: PreparedTask) -> dict[str, int]:

@@ -151,8 +151,19 @@ class Study(StudyInputs, StudyModels):
         """Train one job's model through its strategy; the outcome of each of its cells
         (a joint strategy's cells share one model). Errors propagate."""
         ctx = self._context(out, job.specs[0], callbacks, targets=job.tasks, config=config)
+        transforms, run_tasks, prepare = {}, {}, ctx.prepare
+
+        def prepare_and_note(name: str, *args, **kwargs):
+            prepared = prepare(name, *args, **kwargs)
+            transforms[name], run_tasks[name] = prepared.transform, prepared.task
+            return prepared
+
+        ctx.prepare = prepare_and_note
         result = get_strategy(job.strategy)(ctx)
-        return result if isinstance(result, dict) else {job.tasks[0]: result}
+        outcomes = result if isinstance(result, dict) else {job.tasks[0]: result}
+        for o in outcomes.values():
+            o.transforms, o.run_tasks = dict(transforms), dict(run_tasks)
+        return outcomes
 
     def execute_job(self, out: Path, job: Job, callbacks=(), config: StudyConfig | None = None, keep: bool = True) -> list[dict[str, Any]]:
         """Train one job's model and return a row per cell; a failure fails every cell of it.
@@ -171,7 +182,7 @@ class Study(StudyInputs, StudyModels):
         _, tasks = self.load()
         tuned = None
         if config is None:
-            config, tuned = self._tuned(out, job, callbacks)
+            config, tuned = self.tuned_config(out, job, callbacks)
         rows = {
             spec.task: {
                 "run_id": spec.run_id,
@@ -250,7 +261,7 @@ class Study(StudyInputs, StudyModels):
         with StudyProgress(total=sum(len(j.tasks) for j in pending), enabled=progress) as bar:
             deliver = self._deliver(store, bar, {r["run_id"] for r in finished})
             for job in pending:  # every search before any seed runs (and before workers fork)
-                self._tuned(out, job, [bar])
+                self.tuned_config(out, job, [bar])
             if executor == "ray":
                 if pending:
                     self._run_on_ray(out, pending, deliver, address)
@@ -284,7 +295,7 @@ class Study(StudyInputs, StudyModels):
 
     # ---- tuning -------------------------------------------------------------------------
 
-    def _tuned(self, out: Path, job: Job, callbacks=()) -> tuple[StudyConfig, dict[str, Any] | None]:
+    def tuned_config(self, out: Path, job: Job, callbacks=()) -> tuple[StudyConfig, dict[str, Any] | None]:
         """The settings ``job`` runs with and the values ``tune:`` chose for it (searching
         first when the study folder holds no search for it yet)."""
         cfg = self.config

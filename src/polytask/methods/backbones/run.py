@@ -68,9 +68,14 @@ def saved_options(saved: dict) -> dict:
     return {k: v for section in option_sections(saved["backbone"]) for k, v in (model.get(section) or {}).items()}
 
 
-@register_prefix("run")
-def build_run(spec: str, input_shape: tuple, pretrained: bool) -> nn.Module:
-    """The saved backbone behind ``spec``: its architecture, with its weights when ``pretrained``."""
+def saved_recipe(spec: str) -> tuple[str, dict]:
+    """The backbone name and options that ``run:<spec>``'s file was built with."""
+    saved = _read_saved(spec)
+    return saved["backbone"], saved_options(saved)
+
+
+def _read_saved(spec: str) -> dict:
+    """The file behind ``run:<spec>``, read without unpickling; one line when it is not one."""
     path = saved_backbone_path(spec)
     if not path.is_file():
         raise ConfigError(f"backbone 'run:{spec}': no saved model at {path} (run that study with save_models: true)")
@@ -81,6 +86,13 @@ def build_run(spec: str, input_shape: tuple, pretrained: bool) -> nn.Module:
         raise ConfigError(f"backbone 'run:{spec}': {path} is not a polytask backbone file ({type(e).__name__}: {first})") from None
     if not isinstance(saved, dict) or saved.get("format") != SAVED_FORMAT:
         raise ConfigError(f"backbone 'run:{spec}': {path} is not a polytask backbone file")
+    return saved
+
+
+@register_prefix("run")
+def build_run(spec: str, input_shape: tuple, pretrained: bool) -> nn.Module:
+    """The saved backbone behind ``spec``: its architecture, with its weights when ``pretrained``."""
+    saved = _read_saved(spec)
     shape = tuple(saved["input_shape"]) if saved["input_shape"] != list(TEXT_SHAPE) else TEXT_SHAPE
     if tuple(input_shape) != shape:
         raise ConfigError(f"backbone 'run:{spec}' was trained on samples of shape {shape}, but this study's are {tuple(input_shape)}")
