@@ -121,9 +121,7 @@ def train(
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Strategy [default: the study's recommendation, read from --study]."),
     fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the target's training rows."),
     seed: int = typer.Option(0, "--seed", help="Seed of the run."),
-    study_dir: Optional[Path] = typer.Option(
-        None, "--study", help="Study folder [default: runs/<name>]: its recommendation and tuned values."
-    ),
+    study_dir: Optional[Path] = typer.Option(None, "--study", help="Study folder [default: runs/<name>]: its recommendation and tuned values."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps; overrides train.device."),
 ) -> None:
     """Train the study's recommendation (or a named strategy) and save it as a model directory; under torchrun, over several processes."""
@@ -156,15 +154,18 @@ def predict(
     proba: bool = typer.Option(False, "--proba", help="Add each class's probability, as '<task>:p(<label>)' columns."),
     device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda, cuda:N or mps."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass."),
+    check_drift: bool = typer.Option(False, "--check-drift", help="Compare the inputs with the training rows (KS and PSI per feature or embedding dimension)."),
 ) -> None:
     """Predict with a saved model: its own preprocessing, class labels in the output."""
     from polytask.lifecycle.predict import predict_file
 
     try:
-        n = predict_file(model_dir, inputs, out, tasks, proba=proba, device=device, batch_size=batch_size, console=err)
+        n, drift = predict_file(model_dir, inputs, out, tasks, proba=proba, device=device, batch_size=batch_size, console=err, check_drift=check_drift)
     except ConfigError as e:
         _fail(str(e))
     typer.echo(f"predictions: {out} ({n} rows)")
+    for line in drift:
+        typer.echo(f"drift: {line}")
 
 
 @app.command()

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 import polytask
 from polytask.cli import app
 from polytask.core.errors import ConfigError
+from polytask.lifecycle.drift import save_reference
 from polytask.lifecycle.modeldir import save_model_dir
-from polytask.lifecycle.train import train_and_describe
+from polytask.lifecycle.train import reference_samples, train_and_describe
 from polytask.study.runner import Study
 from polytask.training.evaluate import predict as predict_split
 
@@ -37,7 +38,9 @@ def demo_config(**overrides) -> dict:
 def saved(study: Study, out: Path, strategy: str, fraction: float = 0.2, task: str | None = None):
     """Train ``strategy``, save it to ``out``; the metadata and the outcomes in memory."""
     meta, outcomes = train_and_describe(study, task, strategy, fraction, 0, out / "no-study")
-    save_model_dir(out / "model", outcomes[meta["targets"][0]].model, meta)
+    model = outcomes[meta["targets"][0]].model
+    save_model_dir(out / "model", model, meta)
+    save_reference(out / "model", reference_samples(study, meta, model))
     return meta, outcomes
 
 
@@ -64,7 +67,7 @@ def test_demo_models_predict_their_test_split_as_in_memory(demo, tmp_path, strat
     assert labels.dtype.kind == "i" and set(labels) <= set(range(10))  # label values, not strings
     assert (labels == raw["digits"].y_test).mean() == pytest.approx(meta["metrics"]["digits"]["test"])
     files = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert files == ["model.json", "model.safetensors"]
+    assert files == ["model.json", "model.safetensors", "reference.safetensors"]
     if strategy == "mtl":
         # One model, a head per task: MNIST read as users have it (28x28, cropped by the model).
         assert meta["heads"] == ["digits", "mnist"] and meta["tasks"]["mnist"]["input"]["crop"] == 4
@@ -270,3 +273,37 @@ def test_predict_bad_inputs_exit_2_with_one_line(digits_model, tmp_path, make, m
 def test_a_folder_that_is_not_a_model_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 2 and "not a polytask model directory (no model.json" in " ".join(result.output.split())
+
+
+# ---- drift ---------------------------------------------------------------------------------
+
+
+def test_drift_is_named_for_shifted_table_columns_and_not_for_rows_like_the_training_rows(tmp_path):
+    study = table_study(tmp_path, "grade")
+    saved(study, tmp_path, "scratch", 1.0)
+    model = polytask.load(tmp_path / "model")
+    same = model.check_drift(messy_table(300, seed=5))
+    assert same["drifted"] == [] and "no drift found" in same["line"] and "not proof of sameness" in same["line"]
+    moved = messy_table(300, seed=6)
+    moved["age"] = moved["age"] + 30
+    moved["city"] = "rome"
+    result = model.check_drift(moved)
+    assert result["drifted"][:1] == ["age"] or "age" in result["drifted"]
+    assert "city=rome" in result["drifted"] and "noise" not in result["drifted"]
+    assert result["line"].startswith("grade: DRIFT:") and "age (KS" in result["line"]
+    age = next(r for r in result["features"] if r["feature"] == "age")
+    assert age["psi"] > 0.25 and age["p_adjusted"] < 0.05
+
+
+def test_drift_of_images_reads_the_embeddings(digits_model, tmp_path):
+    model = polytask.load(digits_model)
+    raw, _ = Study(demo_config(strategies=["scratch"])).load()
+    test = raw["digits"].x_test  # the builtin's pixels are in [0, 1]
+    assert model.check_drift(test)["drifted"] == []
+    inverted = model.check_drift(1 - test)
+    assert len(inverted["drifted"]) > 10 and "embedding dimensions" in inverted["line"]
+    # scikit-learn's own digits are 0..16: the same images at another scale are drift too.
+    assert len(model.check_drift(load_digits().images[-300:])["drifted"]) > 10
+    np.savez(tmp_path / "in.npz", x=1 - test)
+    result = CliRunner().invoke(app, ["predict", str(digits_model), str(tmp_path / "in.npz"), "--out", str(tmp_path / "p.csv"), "--check-drift"])
+    assert result.exit_code == 0 and "drift: digits: DRIFT:" in result.output

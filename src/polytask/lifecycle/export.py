@@ -170,7 +170,8 @@ def export_onnx(model_dir: str | Path, out: str | Path, tasks: list[str] | None 
     names = [f"x_{first}" for first in groups]
     # Each input its own batch size (one model's tasks are often fed separately) and, for token ids, width.
     dynamic = tuple(
-        {0: torch.export.Dim(f"batch_{i}"), **({1: torch.export.Dim(f"tokens_{i}")} if saved.transforms[f].kind == "text" else {})} for i, f in enumerate(groups)
+        {0: torch.export.Dim(f"batch_{i}"), **({1: torch.export.Dim(f"tokens_{i}")} if saved.transforms[f].kind == "text" else {})}
+        for i, f in enumerate(groups)
     )
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()), _quiet("torch.onnx", "torch.export", "torch._dynamo"):

@@ -55,11 +55,13 @@ def predict_file(
     device: str = "cpu",
     batch_size: int = 256,
     console: Console | None = None,
-) -> int:
+    check_drift: bool = False,
+) -> tuple[int, list[str]]:
     """Write the predictions of the model in ``model_dir`` for ``inputs`` to ``out`` (atomically).
 
     Returns:
-        The number of rows predicted.
+        The number of rows predicted, and with ``check_drift`` one sentence per task on
+        whether the inputs look like the training rows (:mod:`polytask.lifecycle.drift`).
 
     Raises:
         ConfigError: an unknown task, unreadable inputs, or inputs of another shape,
@@ -75,4 +77,5 @@ def predict_file(
     if out.is_dir():
         raise ConfigError(f"--out '{out}' is a folder; expected a CSV file to write")
     write_atomic(out, frame.to_csv(index=False))
-    return len(frame)
+    lines = [model.check_drift(x, t)["line"] for t in tasks] if check_drift else []
+    return len(frame), lines

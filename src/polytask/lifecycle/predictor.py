@@ -23,6 +23,7 @@ from polytask.core.targets import predictions
 from polytask.core.tasks import Task
 from polytask.data.preprocess import InputTransform
 from polytask.data.tabular import table_rows
+from polytask.lifecycle.drift import check, feature_names, features, read_reference, summary_line, uses_embeddings
 from polytask.lifecycle.modeldir import build_model, class_labels, read_meta, read_weights, task_from_record
 from polytask.methods.backbones.tokenizers import text_encoder
 from polytask.training.devices import resolve_device
@@ -120,6 +121,16 @@ class SavedModel:
         pad = getattr(self._tokenizer(name), "pad_id", 0)
         used = (ids != pad).any(dim=0).nonzero()  # trimmed to the longest text, as a split in training
         return ids[:, : int(used.max()) + 1 if len(used) else 1]
+
+    def check_drift(self, x: Inputs, task: str | None = None) -> dict[str, Any]:
+        """Compare inputs ``x`` with the training rows kept in the model directory
+        (:func:`polytask.lifecycle.drift.check`); ``line`` says the answer in one sentence."""
+        name = self._task(task)
+        reference = read_reference(self.path)[name]
+        kind = self.transforms[name].kind
+        new = features(self.model, self.transform(x, name).to(self.device), kind)
+        result = check(reference, new, feature_names(self.transforms[name], reference.shape[1]))
+        return {**result, "task": name, "line": summary_line(name, result, uses_embeddings(kind))}
 
     # ---- outputs ----------------------------------------------------------------------
 

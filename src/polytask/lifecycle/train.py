@@ -19,9 +19,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 import torch.distributed as dist
 
 from polytask.core.errors import ConfigError
+from polytask.lifecycle.drift import features, sample_rows, save_reference
 from polytask.lifecycle.modeldir import save_model_dir, task_record
 from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel
 from polytask.methods.backbones.run import saved_recipe
@@ -118,8 +121,24 @@ def train_model(
     """
     meta, outcomes = train_and_describe(study, task, strategy, fraction, seed, study_dir)
     if not dist.is_initialized() or dist.get_rank() == 0:
-        save_model_dir(Path(out), outcomes[meta["targets"][0]].model, meta)
+        model = outcomes[meta["targets"][0]].model
+        save_model_dir(Path(out), model, meta)
+        save_reference(Path(out), reference_samples(study, meta, model))
     return meta
+
+
+def reference_samples(study: Study, meta: dict[str, Any], model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Per task of the model, the features of a seeded sample of its training rows that a
+    drift check compares new inputs with (:mod:`polytask.lifecycle.drift`)."""
+    strategy = meta["strategy"]
+    source = strategy.partition(":")[2] or None if uses_transfer_source(strategy) else None
+    out = {}
+    for n in meta["heads"]:
+        fraction = meta["fraction"] if n in meta["targets"] else 1.0
+        train = study.prepare(n, meta["seed"], fraction, False, study.config.sources.get(source, source) if source else None).train
+        rows = sample_rows(len(train), meta["seed"])
+        out[n] = features(model, train.x[torch.as_tensor(rows)], meta["tasks"][n]["input"]["kind"])
+    return out
 
 
 def train_and_describe(
@@ -179,7 +198,11 @@ def describe(study: Study, job: Job, outcomes: dict[str, RunOutcome], tuned: dic
             tokenizer={"backbone": name, "options": options} if first.transforms[n].kind == "text" else None,
             decode_size=getattr(spec, "size", None) if getattr(spec, "images", None) is not None else None,
         )
-        records[n] = {**task_record(first.run_tasks.get(n, tasks[n]), raw[n].class_names), "role": "target" if n in cfg.targets else "source", "input": transform.to_record()}
+        records[n] = {
+            **task_record(first.run_tasks.get(n, tasks[n]), raw[n].class_names),
+            "role": "target" if n in cfg.targets else "source",
+            "input": transform.to_record(),
+        }
     return {
         "strategy": job.strategy,
         "recommendation": reason,
