@@ -169,6 +169,37 @@ def predict(
 
 
 @app.command()
+def update(
+    model_dir: Path = typer.Argument(..., help="Model directory written by 'polytask train'."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Update config (YAML): new labelled data per task, guard, gate, train."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the updated model here instead [default: MODEL_DIR itself]."),
+    undo: bool = typer.Option(False, "--rollback", help="Restore the model the last accepted update replaced (byte for byte)."),
+) -> None:
+    """Continue training a saved model on new data; a regression gate decides whether it replaces the model."""
+    from polytask.lifecycle.update import decision_lines, load_update_config, rollback, update_model
+
+    try:
+        if undo:
+            if data is not None:
+                raise ConfigError("give either --data (an update) or --rollback, not both")
+            record = rollback(model_dir)
+            typer.echo(f"rolled back: version {record['from_version']} -> {record['to_version']} (restored from {record['restored_from']})")
+            return
+        if data is None:
+            raise ConfigError("--data NEW.yaml is needed (or --rollback)")
+        record = update_model(model_dir, load_update_config(data), out)
+    except ConfigError as e:
+        _fail(str(e))
+    for line in decision_lines(record):
+        typer.echo(line)
+    where = out or model_dir
+    if record["decision"] == "accepted":
+        typer.echo(f"accepted: {where} is now version {record['to_version']} (the previous one is kept in {record['version_dir']})")
+    else:
+        typer.echo(f"refused: {where} stays version {record['from_version']} (decision in {record['version_dir']})")
+
+
+@app.command()
 def export(
     model_dir: Path = typer.Argument(..., help="Model directory written by 'polytask train'."),
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write: one graph, an output per task."),

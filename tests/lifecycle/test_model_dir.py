@@ -22,7 +22,7 @@ from polytask.cli import app
 from polytask.core.errors import ConfigError
 from polytask.lifecycle.drift import save_reference
 from polytask.lifecycle.modeldir import save_model_dir
-from polytask.lifecycle.train import reference_samples, train_and_describe
+from polytask.lifecycle.train import kept_rows, train_and_describe
 from polytask.study.runner import Study
 from polytask.training.evaluate import predict as predict_split
 
@@ -40,7 +40,9 @@ def saved(study: Study, out: Path, strategy: str, fraction: float = 0.2, task: s
     meta, outcomes = train_and_describe(study, task, strategy, fraction, 0, out / "no-study")
     model = outcomes[meta["targets"][0]].model
     save_model_dir(out / "model", model, meta)
-    save_reference(out / "model", reference_samples(study, meta, model))
+    reference, memory = kept_rows(study, meta, model)
+    save_reference(out / "model", reference)
+    memory.save(out / "model")
     return meta, outcomes
 
 
@@ -67,7 +69,7 @@ def test_demo_models_predict_their_test_split_as_in_memory(demo, tmp_path, strat
     assert labels.dtype.kind == "i" and set(labels) <= set(range(10))  # label values, not strings
     assert (labels == raw["digits"].y_test).mean() == pytest.approx(meta["metrics"]["digits"]["test"])
     files = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert files == ["model.json", "model.safetensors", "reference.safetensors"]
+    assert files == ["memory.safetensors", "model.json", "model.safetensors", "reference.safetensors"]
     if strategy == "mtl":
         # One model, a head per task: MNIST read as users have it (28x28, cropped by the model).
         assert meta["heads"] == ["digits", "mnist"] and meta["tasks"]["mnist"]["input"]["crop"] == 4

@@ -111,10 +111,11 @@ class InputTransform:
         raw = self.raw_shape
         if x.ndim == len(raw) + 2 and x.shape[1] == 1 and len(raw) == 2:
             x = x[:, 0]  # grey images with a channel axis, for a model trained on them without one
-        if tuple(x.shape[1:]) != raw and not (len(raw) == 3 and raw[0] == 1 and tuple(x.shape[1:]) == raw[1:]):
+        fits = {raw, self.shape} | ({raw[1:], self.shape[1:]} if len(raw) == 3 and raw[0] == 1 else set())
+        if tuple(x.shape[1:]) not in fits:
             raise ConfigError(f"images of shape {tuple(x.shape[1:])}: expected {'x'.join(map(str, raw))} (as the model was trained on)")
-        if self.crop:
-            c = self.crop
+        if self.crop and tuple(x.shape[-2:]) != self.shape[-2:]:
+            c = self.crop  # images as users have them; ones already cropped (a source with crop, as loaded) are kept
             x = x[..., c:-c, c:-c]
         return self.scaled(as_model_input(np.asarray(x, dtype=np.float32), self.image_size))
 

@@ -24,7 +24,7 @@ from polytask.core.tasks import Task
 from polytask.data.preprocess import InputTransform
 from polytask.data.tabular import table_rows
 from polytask.lifecycle.drift import check, feature_names, features, read_reference, summary_line, uses_embeddings
-from polytask.lifecycle.modeldir import build_model, class_labels, read_meta, read_weights, task_from_record
+from polytask.lifecycle.modeldir import build_model, class_labels, input_shape_of, read_meta, read_weights, task_from_record
 from polytask.methods.backbones.tokenizers import text_encoder
 from polytask.training.devices import resolve_device
 from polytask.training.evaluate import EVAL_BATCH
@@ -57,6 +57,11 @@ class SavedModel:
 
     def __repr__(self) -> str:
         return f"SavedModel('{self.path}', strategy={self.meta['strategy']!r}, targets={self.targets})"
+
+    @property
+    def input_shape(self) -> tuple:
+        """One sample as the backbone reads it (after the preprocessing)."""
+        return input_shape_of(self.meta)
 
     def labels(self, task: str | None = None) -> list[str | int | float] | None:
         """The label each class index of ``task`` stands for (None for regression)."""

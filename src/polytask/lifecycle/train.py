@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from polytask.core.errors import ConfigError
 from polytask.lifecycle.drift import features, sample_rows, save_reference
+from polytask.lifecycle.memory import REHEARSAL_ROWS, Memory, Rows, sample
 from polytask.lifecycle.modeldir import save_model_dir, task_record
 from polytask.methods.architectures.multitask import FeatureBackbone, MultiTaskModel
 from polytask.methods.backbones.run import saved_recipe
@@ -123,22 +124,31 @@ def train_model(
     if not dist.is_initialized() or dist.get_rank() == 0:
         model = outcomes[meta["targets"][0]].model
         save_model_dir(Path(out), model, meta)
-        save_reference(Path(out), reference_samples(study, meta, model))
+        reference, memory = kept_rows(study, meta, model)
+        save_reference(Path(out), reference)
+        memory.save(Path(out))
     return meta
 
 
-def reference_samples(study: Study, meta: dict[str, Any], model: torch.nn.Module) -> dict[str, np.ndarray]:
-    """Per task of the model, the features of a seeded sample of its training rows that a
-    drift check compares new inputs with (:mod:`polytask.lifecycle.drift`)."""
+def kept_rows(study: Study, meta: dict[str, Any], model: torch.nn.Module) -> tuple[dict[str, np.ndarray], Memory]:
+    """What the model directory keeps of the run's data, per task of the model: the features
+    of a seeded sample of training rows a drift check compares new inputs with
+    (:mod:`polytask.lifecycle.drift`), and the rows later updates rehearse and are judged
+    on (:mod:`polytask.lifecycle.memory`: a training sample and the validation rows)."""
     strategy = meta["strategy"]
     source = strategy.partition(":")[2] or None if uses_transfer_source(strategy) else None
-    out = {}
+    reference, memory = {}, Memory({}, {})
     for n in meta["heads"]:
         fraction = meta["fraction"] if n in meta["targets"] else 1.0
-        train = study.prepare(n, meta["seed"], fraction, False, study.config.sources.get(source, source) if source else None).train
-        rows = sample_rows(len(train), meta["seed"])
-        out[n] = features(model, train.x[torch.as_tensor(rows)], meta["tasks"][n]["input"]["kind"])
-    return out
+        prepared = study.prepare(n, meta["seed"], fraction, False, study.config.sources.get(source, source) if source else None)
+        train = prepared.train
+        rows = torch.as_tensor(sample_rows(len(train), meta["seed"]))
+        reference[n] = features(model, train.x[rows], meta["tasks"][n]["input"]["kind"])
+        kept = torch.as_tensor(sample(len(train), meta["seed"], REHEARSAL_ROWS))
+        memory.train[n] = Rows(train.x[kept], train.y[kept])
+        val = prepared.val
+        memory.gate[n] = Rows(val.x[torch.arange(len(val))], val.y)
+    return reference, memory
 
 
 def train_and_describe(
