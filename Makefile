@@ -47,6 +47,7 @@ bench: $(BIN)/polytask
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/study_scaling.py
 	$(BIN)/python benchmarks/prepare_once.py
+	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/gpu_check.py
 
 clean:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from polytask.finalize import finalize
+from polytask.finalize import finalize, measure_serving
 from polytask.study import runner
 
 
@@ -31,6 +31,7 @@ class Study(runner.Study):
             The summary (see :func:`polytask.insights.analysis.summarize`).
         """
         folder = self.run_grid(out, workers, progress, executor=executor, address=address)
+        measure_serving(self, folder)
         summary = finalize(folder)
         self.trackers.finish(folder)  # the summary and the report, to the study's parent run
         return summary

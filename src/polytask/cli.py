@@ -176,7 +176,8 @@ def update(
     undo: bool = typer.Option(False, "--rollback", help="Restore the model the last accepted update replaced (byte for byte)."),
 ) -> None:
     """Continue training a saved model on new data; a regression gate decides whether it replaces the model."""
-    from polytask.lifecycle.update import decision_lines, load_update_config, rollback, update_model
+    from polytask.config import load_update_config
+    from polytask.lifecycle.update import decision_lines, rollback, update_model
 
     try:
         if undo:

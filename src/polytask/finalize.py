@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from polytask.config import validate
@@ -14,7 +17,9 @@ from polytask.core.errors import ConfigError
 from polytask.core.io import write_atomic
 from polytask.insights.analysis import summarize
 from polytask.insights.relate import load_relate, relate_summary
+from polytask.lifecycle.serving import study_serving
 from polytask.report.html import render_report
+from polytask.study.runner import Study
 from polytask.study.store import ResultStore, load_predictions, study_record
 from polytask.study.tune import load_tunings
 
@@ -40,9 +45,43 @@ def finalize(out: str | Path) -> dict[str, Any]:
     rows = [r for r in ResultStore(out / "results.jsonl").rows() if r.get("fingerprint") == fingerprint]
     summary = summarize(rows, config, lookup=lambda row: load_predictions(out, row), tuning=load_tunings(out, fingerprint))
     summary["warnings"] = [*record.get("notes", []), *summary["warnings"]]
+    serving = read_serving(out, fingerprint)
+    for row in summary.get("cost", []):
+        row.update(serving.get(row["strategy"], {}))
     relate = load_relate(out)
     if relate is not None:
         summary["relate"] = relate_summary(relate, summary, fingerprint)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     write_atomic(out / "report.html", render_report(summary, rows, relate=relate))
     return summary
+
+
+SERVING_FILE = "serving.json"
+
+
+def measure_serving(study: Study, out: str | Path) -> None:
+    """Measure what serving every target costs per strategy (:func:`polytask.lifecycle.serving.study_serving`)
+    into ``serving.json``, once per fingerprint and machine: the cost table reads it."""
+    path = Path(out) / SERVING_FILE
+    where = {"fingerprint": study.fingerprint, "machine": machine()}
+    try:
+        kept = json.loads(path.read_text())
+        if {k: kept.get(k) for k in where} == where:
+            return
+    except (OSError, ValueError):
+        pass
+    write_atomic(path, json.dumps({**where, "strategies": study_serving(study)}, indent=2))
+
+
+def read_serving(out: Path, fingerprint: str) -> dict[str, dict[str, float]]:
+    """The serving figures measured for this fingerprint, per strategy (none when not measured)."""
+    try:
+        kept = json.loads((Path(out) / SERVING_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return kept.get("strategies", {}) if kept.get("fingerprint") == fingerprint else {}
+
+
+def machine() -> dict[str, str]:
+    """Where serving was measured: the figures are this machine's."""
+    return {"cpu": platform.processor() or platform.machine(), "cores": str(os.cpu_count()), "torch": torch.__version__}

@@ -15,7 +15,10 @@ from polytask.methods.weighting import WEIGHTINGS
 from polytask.strategies import register_strategy
 from polytask.study.resolve import validate
 
-EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").rglob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2].joinpath("examples")
+# Study configs; examples/update/ holds configs of `polytask update` (checked below).
+EXAMPLES = sorted(p for p in ROOT.rglob("*.yaml") if p.parent.name != "update")
+UPDATES = sorted(ROOT.joinpath("update").glob("*.yaml"))
 
 
 def test_examples_exist():
@@ -27,6 +30,13 @@ def test_every_example_config_loads_and_its_data_checks(path):
     study = Study.from_yaml(path)
     raw, tasks = study.load()
     assert set(raw) == set(study.config.tasks) and study.config.targets
+
+
+@pytest.mark.parametrize("path", UPDATES, ids=lambda p: p.name)
+def test_every_example_update_config_loads(path):
+    from polytask.config import load_update_config
+
+    assert load_update_config(path).tasks
 
 
 def test_paths_are_relative_to_the_config_file(tmp_path):

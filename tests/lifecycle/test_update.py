@@ -18,10 +18,11 @@ from typer.testing import CliRunner
 
 import polytask
 from polytask.cli import app
+from polytask.config import load_update_config
 from polytask.core.errors import ConfigError
 from polytask.core.tasks import Task
 from polytask.lifecycle.train import train_model
-from polytask.lifecycle.update import load_update_config, rollback, update_model
+from polytask.lifecycle.update import rollback, update_model
 from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.methods.continual import EWC, SelfDistillation, fisher_diagonal
 from polytask.study.runner import Study

@@ -86,7 +86,7 @@ def test_a_target_at_a_fraction_shares_the_forward_with_a_source_on_the_same_inp
         "strategies": ["mtl"],
         "train": {**FAST_TRAIN, "max_epochs": 1, "min_steps_per_epoch": 1},
     }
-    Study(cfg, data=family, backbone=factory).run(out=tmp_path, progress=False)
+    Study(cfg, data=family, backbone=factory).run_grid(out=tmp_path, progress=False)  # the runs alone, not the serving measurement
     trained = backbones[-1]
     # aux has every row labelled, the target a quarter: aux's stream sets the epoch; each step is one forward.
     aux_rows = int(0.8 * 400)

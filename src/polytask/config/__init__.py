@@ -9,10 +9,11 @@ checks them against the registries. Imports :mod:`polytask.core` alone, and no P
 
 from polytask.config.base import Frozen, TaskKind, describe, error_line
 from polytask.config.data import ColumnsConfig, DataConfig, TaskConfig, tasks_from_columns
-from polytask.config.load import load_config, validate
+from polytask.config.load import load_config, load_update_config, validate
 from polytask.config.model import CNNConfig, GRUConfig, ImageNetConfig, MLPConfig, ModelConfig, TextConfig
-from polytask.config.study import AnalysisConfig, StudyConfig
+from polytask.config.study import AnalysisConfig, SSLSourceConfig, StudyConfig
 from polytask.config.training import TUNABLE_TRAIN, DomainAdaptConfig, FineTuneConfig, MTLConfig, TrainConfig, TuneConfig
+from polytask.config.update import GateConfig, GuardConfig, UpdateConfig, UpdateTaskConfig
 
 __all__ = [
     "TUNABLE_TRAIN",
@@ -27,6 +28,11 @@ __all__ = [
     "ImageNetConfig",
     "MLPConfig",
     "MTLConfig",
+    "SSLSourceConfig",
+    "GateConfig",
+    "GuardConfig",
+    "UpdateConfig",
+    "UpdateTaskConfig",
     "ModelConfig",
     "StudyConfig",
     "TaskConfig",
@@ -37,6 +43,7 @@ __all__ = [
     "describe",
     "error_line",
     "load_config",
+    "load_update_config",
     "tasks_from_columns",
     "validate",
 ]

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from polytask.config.base import describe
 from polytask.config.study import StudyConfig
+from polytask.config.update import UpdateConfig
 from polytask.core.errors import ConfigError
 
 
@@ -36,18 +37,37 @@ def validate(raw: dict[str, Any], base: Path | None = None, *, source: str = "co
     return cfg.resolved(base) if base is not None else cfg
 
 
-def load_config(path: str | Path) -> StudyConfig:
-    """Read and validate a YAML study config; data paths are taken relative to it."""
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """The parsed YAML of ``path``; one line for a missing file, text that is not UTF-8, or
+    YAML that does not parse (``what`` names the file in the message)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+        raise ConfigError(f"{what} file '{path}' does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the config as UTF-8") from None
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the {what} as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = " ".join(str(getattr(e, "problem", None) or e).split())  # a reader error spans lines
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    return validate(raw, path.parent.resolve(), source=str(path))
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a YAML study config; data paths are taken relative to it."""
+    path = Path(path)
+    return validate(read_yaml(path), path.parent.resolve(), source=str(path))
+
+
+def load_update_config(path: str | Path) -> UpdateConfig:
+    """Read and validate ``polytask update``'s YAML (:class:`UpdateConfig`); data paths are
+    relative to it."""
+    path = Path(path)
+    raw = read_yaml(path, "update config")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'tasks' (and optionally guard, gate, train, seed)")
+    try:
+        return UpdateConfig.model_validate(raw).resolved(path.parent.resolve())
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {describe(e.errors()[0])}") from None

@@ -61,6 +61,37 @@ class TrackingConfig(Frozen):
 # Tunable settings of the training rules, searched on a log scale.
 
 
+class SSLSourceConfig(Frozen):
+    """A transfer source learned without labels: shared layers pretrained self-supervised,
+    which ``fine-tune:<name>`` and ``feature-extraction:<name>`` start from.
+
+    Attributes:
+        pretrain: the objective. ``autoencoder``: a linear decoder reconstructs the input
+            from the backbone's features (squared error). ``masked``: the same from an input
+            with a share ``mask_ratio`` of its entries zeroed, the error counted on the
+            masked entries (a masked autoencoder at the input's resolution). ``simclr``:
+            two augmented views of each input, a projection head, the NT-Xent loss at
+            ``temperature`` (Chen et al., ICML 2020); views from the study's augmenters
+            (``augment``, or a default per input kind).
+        data: unlabelled inputs to learn from (any labels are ignored); default: the
+            target's own training inputs, the seed's validation rows and every test row
+            left out. Its rows must not be test rows of a target.
+        max_epochs, lr, batch_size: the pretraining's own budget (default: ``train``'s).
+        mask_ratio, temperature, projection: the objectives' settings.
+        augment: SimCLR's view augmentations (options of the input kind's augmenter).
+    """
+
+    pretrain: Literal["autoencoder", "masked", "simclr"]
+    data: DataConfig | None = None
+    max_epochs: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=2)
+    mask_ratio: float = Field(0.5, gt=0, lt=1)
+    temperature: float = Field(0.5, gt=0)
+    projection: int = Field(64, ge=2)
+    augment: dict[str, Any] | None = None
+
+
 class StudyConfig(Frozen):
     """A whole study: the grid ``targets x strategies x fractions x seeds``.
 
@@ -72,7 +103,9 @@ class StudyConfig(Frozen):
             ``feature-extraction:<source>`` and ``fine-tune:<source>`` a pretrained
             backbone to start from (a pretrained backbone's name, or a key of ``sources``).
         sources: names for pretrained backbones given by prefix, e.g.
-            ``{mylm: "hf:/models/my-bert"}``, so strategies can say ``fine-tune:mylm``.
+            ``{mylm: "hf:/models/my-bert"}``, so strategies can say ``fine-tune:mylm``; or
+            a source learned without labels (:class:`SSLSourceConfig`), e.g.
+            ``{ssl: {pretrain: simclr}}`` for ``fine-tune:ssl``.
         save_models: keep each run's trained backbone under ``<out>/models/`` so a later
             study can start from it (``run:<out>/<task>/<strategy>/seed<k>``).
         validation: ``shrink`` (default): each run validates on a share of the validation
@@ -97,7 +130,7 @@ class StudyConfig(Frozen):
     mtl: MTLConfig = MTLConfig()
     fine_tune: FineTuneConfig = Field(FineTuneConfig(), alias="fine-tune")
     domain_adapt: DomainAdaptConfig = Field(DomainAdaptConfig(), alias="domain-adapt")
-    sources: dict[str, str] = Field(default_factory=dict)
+    sources: dict[str, str | SSLSourceConfig] = Field(default_factory=dict)
     analysis: AnalysisConfig = AnalysisConfig()
     tune: TuneConfig | None = None
     save_models: bool = False
@@ -146,7 +179,7 @@ class StudyConfig(Frozen):
 
     @field_validator("sources")
     @classmethod
-    def _source_names(cls, v: dict[str, str]) -> dict[str, str]:
+    def _source_names(cls, v: dict[str, str | SSLSourceConfig]) -> dict[str, str | SSLSourceConfig]:
         for alias in v:
             if not alias or any(c in alias for c in "/: "):
                 raise ValueError(f"source name '{alias}' must be non-empty without '/', ':' or spaces")
@@ -159,7 +192,8 @@ class StudyConfig(Frozen):
                 raise ValueError(f"task name '{name}' must be non-empty and contain no '/'")
         if not self.targets:
             raise ValueError("no task has role 'target': nothing to report")
-        needs_others = [s for s in self.strategies if s != "scratch"]
+        # A strategy starting from a source of ``sources:`` learns from that source, not from other tasks.
+        needs_others = [s for s in self.strategies if s != "scratch" and s.partition(":")[2] not in self.sources]
         if needs_others and len(self.tasks) < 2:
             raise ValueError(f"strategies {needs_others} need at least two tasks (got one)")
         if self.tune is not None and self.tune.seed < self.seeds:
@@ -188,4 +222,5 @@ class StudyConfig(Frozen):
             if isinstance(t.unlabeled, DataConfig):
                 update["unlabeled"] = t.unlabeled.resolved(base)
             tasks[n] = t.model_copy(update=update)
-        return self.model_copy(update={"tasks": tasks})
+        sources = {a: s.model_copy(update={"data": s.data.resolved(base)}) if isinstance(s, SSLSourceConfig) and s.data else s for a, s in self.sources.items()}
+        return self.model_copy(update={"tasks": tasks, "sources": sources})

@@ -40,6 +40,7 @@ from polytask.core.tasks import higher_is_better
 from polytask.insights.cells import Cells, RowLookup, ordered, reference
 from polytask.insights.comparison import ALPHA, Comparison, cell_interval, clip_interval, holm, seeded, seeds_to_settle, verdict
 from polytask.insights.recommend import joint_comparisons, recommend, study_answer
+from polytask.strategies import ssl_source
 
 TEST_NAME = (
     "paired over seeds and test rows: t interval of the mean difference with the seeds' spread and the test rows' "
@@ -294,13 +295,16 @@ def _delta_m(cells, tasks, strategies, fractions) -> list[dict[str, Any]]:
 
 def _pretraining(rows, config: StudyConfig) -> dict[str, Any]:
     """In-study pretraining, counted once per (target, seed, fraction it used) whichever
-    strategies reuse it, and shown apart from their training."""
+    strategies reuse it, and shown apart from their training; a self-supervised source's
+    once per (source, target, seed), every fraction reading it."""
     several = len(config.targets) > 1
     done: dict[tuple, float] = {}
     users: set[str] = set()
     for r in rows:
         if (r.get("pretrain_seconds") or 0.0) > 0:
-            done[(r["task"], r["seed"], r["fraction"] if several else 1.0)] = float(r["pretrain_seconds"])
+            ssl = ssl_source(config, r["strategy"])
+            key = (ssl, r["task"], r["seed"]) if ssl else (None, r["task"], r["seed"], r["fraction"] if several else 1.0)
+            done[key] = float(r["pretrain_seconds"])
             users.add(r["strategy"])
     return {
         "count": len(done),

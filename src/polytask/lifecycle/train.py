@@ -135,12 +135,12 @@ def kept_rows(study: Study, meta: dict[str, Any], model: torch.nn.Module) -> tup
     of a seeded sample of training rows a drift check compares new inputs with
     (:mod:`polytask.lifecycle.drift`), and the rows later updates rehearse and are judged
     on (:mod:`polytask.lifecycle.memory`: a training sample and the validation rows)."""
-    strategy = meta["strategy"]
-    source = strategy.partition(":")[2] or None if uses_transfer_source(strategy) else None
+    # Texts are tokenized by the backbone the strategy starts from (a named pretrained one).
+    source = transfer_source(study.config, meta["strategy"]) if uses_transfer_source(meta["strategy"]) else None
     reference, memory = {}, Memory({}, {})
     for n in meta["heads"]:
         fraction = meta["fraction"] if n in meta["targets"] else 1.0
-        prepared = study.prepare(n, meta["seed"], fraction, False, study.config.sources.get(source, source) if source else None)
+        prepared = study.prepare(n, meta["seed"], fraction, False, source)
         train = prepared.train
         rows = torch.as_tensor(sample_rows(len(train), meta["seed"]))
         reference[n] = features(model, train.x[rows], meta["tasks"][n]["input"]["kind"])

@@ -31,11 +31,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from pydantic import ValidationError
 from torch import nn
 
-from polytask.config.base import describe
 from polytask.config.data import DataConfig
 from polytask.config.update import UpdateConfig
 from polytask.core.digest import array_digest, file_digest
@@ -61,23 +58,6 @@ from polytask.training.evaluate import predict
 VERSIONS = "versions"
 MODEL_FILES = (WEIGHTS, META, REFERENCE, MEMORY)
 VAL_SHARE = 0.2
-
-
-def load_update_config(path: str | Path) -> UpdateConfig:
-    """Read ``NEW.yaml``; data paths are relative to it. One line for any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--data '{path}' does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'tasks' (and optionally guard, gate, train, seed)")
-    try:
-        return UpdateConfig.model_validate(raw).resolved(path.parent.resolve())
-    except ValidationError as e:
-        raise ConfigError(f"{path}: {describe(e.errors()[0])}") from None
 
 
 # ---- reading the new rows -------------------------------------------------------------

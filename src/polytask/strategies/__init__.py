@@ -30,6 +30,7 @@ from polytask.strategies.base import (
     is_joint,
     label_counts,
     register_strategy,
+    ssl_source,
     strategy_argument,
     strategy_names,
     strategy_spec,
@@ -38,7 +39,7 @@ from polytask.strategies.base import (
     uses_transfer_source,
 )
 from polytask.strategies.features import FeatureCache
-from polytask.strategies.pretrain import pretrain
+from polytask.strategies.pretrain import pretrain, pretrain_ssl
 
 # Each module registers its strategies on import; the shipped ones are listed in this order,
 # any other module after them.
@@ -58,10 +59,12 @@ __all__ = [
     "is_joint",
     "label_counts",
     "pretrain",
+    "pretrain_ssl",
     "register_strategy",
     "strategy_argument",
     "strategy_names",
     "strategy_spec",
+    "ssl_source",
     "transfer_source",
     "uses_study_pretraining",
     "uses_transfer_source",

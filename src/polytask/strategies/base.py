@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from polytask.config import StudyConfig
+from polytask.config import SSLSourceConfig, StudyConfig
 from polytask.core.registry import Registry
 from polytask.core.targets import labelled_rows
 from polytask.core.tasks import Task
@@ -229,22 +229,30 @@ def uses_transfer_source(strategy: str) -> bool:
     return strategy_spec(strategy).uses_pretrained
 
 
+def ssl_source(config: StudyConfig, strategy: str) -> str | None:
+    """The name of the self-supervised source (``sources: {name: {pretrain: ...}}``) a
+    transfer strategy starts from (``fine-tune:<name>``), or None."""
+    _, _, arg = strategy.partition(":")
+    return arg if arg and isinstance(config.sources.get(arg), SSLSourceConfig) else None
+
+
 def transfer_source(config: StudyConfig, strategy: str) -> str | None:
     """The pretrained backbone a transfer strategy starts from, or None for layers
-    pretrained inside the study on the other tasks.
+    pretrained inside the study (on the other tasks, or self-supervised: :func:`ssl_source`).
 
     ``fine-tune:<source>`` names it (a name of ``sources:`` or a backbone); plain
     ``fine-tune`` uses ``model.backbone`` when that one has pretrained weights.
     """
     _, _, arg = strategy.partition(":")
     if arg:
-        return config.sources.get(arg, arg)
+        source = config.sources.get(arg, arg)
+        return source if isinstance(source, str) else None
     return config.model.backbone if is_pretrained(config.model.backbone) else None
 
 
 def uses_study_pretraining(strategy: str, config: StudyConfig) -> bool:
-    """Whether ``strategy`` starts from shared layers pretrained inside the study."""
-    return uses_transfer_source(strategy) and transfer_source(config, strategy) is None
+    """Whether ``strategy`` starts from shared layers pretrained inside the study on the other tasks."""
+    return uses_transfer_source(strategy) and transfer_source(config, strategy) is None and ssl_source(config, strategy) is None
 
 
 def train_and_test(ctx: RunContext, model: MultiTaskModel, data: dict[str, PreparedTask], target: PreparedTask, **kw) -> RunOutcome:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 
 from polytask.methods.architectures.multitask import MultiTaskModel
-from polytask.strategies.base import Preflight, RunContext, RunOutcome, outcome, register_strategy, transfer_source
+from polytask.strategies.base import Preflight, RunContext, RunOutcome, outcome, register_strategy, ssl_source, transfer_source
 from polytask.training.engine import seed_everything
 from polytask.training.finetune import check_recipe, fine_tune_model
 
 
 def _check_fine_tune(pre: Preflight, source: str | None) -> None:
     named = transfer_source(pre.config, pre.strategy)
-    check_recipe(pre.config.fine_tune, pre.backbone(source), has_old_heads=named is None)
+    in_study = named is None and ssl_source(pre.config, pre.strategy) is None  # the only start with old tasks' heads
+    check_recipe(pre.config.fine_tune, pre.backbone(source), has_old_heads=in_study)
 
 
 @register_strategy("fine-tune", uses_pretrained=True, argument="source", check=_check_fine_tune)

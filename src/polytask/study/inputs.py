@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from polytask.config import DataConfig, StudyConfig
+from polytask.config import DataConfig, SSLSourceConfig, StudyConfig
 from polytask.core.digest import content_key, tensor_digest, value_digest
 from polytask.core.errors import ConfigError, PolytaskWarning
 from polytask.core.tasks import Task, infer_task, task_notes
@@ -23,7 +23,7 @@ from polytask.data.arrays import TEXT_SHAPE, TaskData, check_task_data, is_text
 from polytask.data.loaders import load_data, source_key
 from polytask.data.ondisk import ArrayFolder, is_on_disk
 from polytask.data.overlap import test_leaks
-from polytask.data.prepare import ModelInputs, PreparedTask, model_input_shape, model_inputs, prepare_task
+from polytask.data.prepare import ModelInputs, PreparedTask, as_model_input, fit_scaling, model_input_shape, model_inputs, prepare_task
 from polytask.data.splits import MIN_VAL_PER_CLASS, MIN_VAL_ROWS
 from polytask.methods.backbones import is_pretrained
 from polytask.methods.weighting import uses_rep_grad
@@ -100,6 +100,7 @@ class StudyInputs:
         try:
             self.augmenters()  # bad augment options fail now, before any run
             unlabeled = self._load_unlabeled()
+            self._load_ssl_sources()
             self._fingerprint, self._fingerprint_parts = self._content_fingerprint(raw, tasks, unlabeled)
             self._preflight(tasks)
         except BaseException:
@@ -153,6 +154,36 @@ class StudyInputs:
                 out[name] = d
         return out
 
+    def _load_ssl_sources(self) -> None:
+        """The training inputs of self-supervised sources with ``data`` of their own, loaded,
+        checked (the targets' input shape; none of them a target's test row) and prepared
+        as the runs' inputs are (resized, tokenized, scaled with their own statistics)."""
+        raw, _ = self.load()
+        self._ssl_data, self._ssl_inputs = {}, {}
+        size = self.config.model.image_size
+        for alias, source in self.config.sources.items():
+            if not isinstance(source, SSLSourceConfig) or source.data is None:
+                continue
+            d = load_data(source.data)
+            if d.table is not None:
+                raise ConfigError(f"field 'sources.{alias}.data': a table with categorical columns or missing values; self-supervised data must be numbers")
+            where = f"field 'sources.{alias}.data'"
+            for target in self.config.targets:
+                shape = model_input_shape(d, size)
+                if shape != self._shapes[target]:
+                    raise ConfigError(f"{where}: inputs of shape {shape}, but target '{target}' has inputs of shape {self._shapes[target]}")
+            if not self.config.allow_overlap:
+                unlabelled = TaskData(d.x_train, np.zeros(len(d.x_train)), d.x_train[:0], np.zeros(0), origin=d.origin)
+                for target, other, rows, total in test_leaks({**raw, f"ssl:{alias}": unlabelled}, self.config.targets):
+                    if other == f"ssl:{alias}":
+                        raise ConfigError(
+                            f"{where}: {rows} of the {total} test rows of target '{target}' are among its inputs; a model pretrained on them has seen them"
+                        )
+            encode = self.encoder(None) if is_text(d.x_train) else None
+            x = as_model_input(d.x_train, size, encode)
+            self._ssl_data[alias] = d
+            self._ssl_inputs[alias] = fit_scaling(x, tuple(d.x_train.shape[1:]), size).scaled(x)
+
     def _content_fingerprint(self, raw: dict[str, TaskData], tasks: dict[str, Task], unlabeled: dict[str, TaskData]) -> tuple[str, dict[str, Any]]:
         """Hash the data, the user's module and named pretrained weights, by content."""
         cfg = self.config
@@ -168,7 +199,12 @@ class StudyInputs:
         for s in cfg.strategies:
             arg = s.partition(":")[2]
             if arg and uses_transfer_source(s) and arg not in sources:
-                sources[arg] = pretrained_digest(self.new_backbone(shape, pretrained=True, name=self._source(arg)))
+                ssl = cfg.sources.get(arg)
+                if isinstance(ssl, SSLSourceConfig):  # its settings, and the content of its own data
+                    own = data_digest(self._ssl_data[arg]) if arg in self._ssl_data else None
+                    sources[arg] = value_digest([ssl.model_dump(mode="json", exclude={"data"}), own])
+                else:
+                    sources[arg] = pretrained_digest(self.new_backbone(shape, pretrained=True, name=self._source(arg)))
         return study_fingerprint(cfg, raw, tasks, unlabeled={n: data_digest(d) for n, d in unlabeled.items()}, backbone=backbone, sources=sources)
 
     def _check_shared_files(self) -> None:

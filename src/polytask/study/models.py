@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from polytask.config import StudyConfig
+from polytask.config import SSLSourceConfig, StudyConfig
 from polytask.core.errors import ConfigError, PolytaskWarning
 from polytask.core.tasks import Task
 from polytask.data.arrays import TEXT_SHAPE, is_text
@@ -43,6 +43,15 @@ from polytask.study.resolve import backbone_options
 from polytask.study.store import saved_model_path
 
 UserBackbone = nn.Module | Callable[[], nn.Module]
+
+# SimCLR's default views per input kind (options of polytask.data.augment's augmenters):
+# small shifts, rotations and noise for images (digits keep their meaning; no flips), noise
+# for standardized table rows, dropped and masked tokens for text.
+SSL_VIEWS: dict[str, dict[str, Any]] = {
+    "image": {"shift": 1, "rotate": 12.0, "noise": 0.1},
+    "tabular": {"noise": 0.3},
+    "text": {"token_dropout": 0.1, "span_mask": 0.15},
+}
 
 
 class StudyModels:
@@ -150,8 +159,13 @@ class StudyModels:
         return {k: v for k, v in out.items() if v is not None}
 
     def _source(self, source: str | None) -> str | None:
-        """The backbone a strategy's ``:<source>`` names (aliases resolved); None: the study's."""
-        return self.config.sources.get(source, source) if source else None
+        """The backbone a strategy's ``:<source>`` names (aliases resolved); None: the study's
+        (also for a self-supervised source, which trains the study's backbone)."""
+        named = self.config.sources.get(source, source) if source else None
+        return named if isinstance(named, str) else None
+
+    def _is_ssl(self, source: str | None) -> bool:
+        return source is not None and isinstance(self.config.sources.get(source), SSLSourceConfig)
 
     def _named_start(self, source: str | None) -> str | None:
         """The pretrained backbone a transfer strategy starts from: ``source`` (aliases
@@ -197,6 +211,11 @@ class StudyModels:
         """
         self.load()
         shape = self._shapes[spec.task]
+        if self._is_ssl(source):
+            cached = self._ssl_cache(out, spec, source, callbacks)
+            backbone = self.new_backbone(shape)
+            backbone.load_state_dict(cached["state"])
+            return backbone, float(cached["seconds"])
         name = self._named_start(source)
         if name is not None:
             return self.new_backbone(shape, pretrained=True, name=name), 0.0
@@ -205,7 +224,23 @@ class StudyModels:
         backbone.load_state_dict(cached["state"])
         return backbone, float(cached["seconds"])
 
-    def _load_pretraining(self, path: Path) -> dict[str, Any] | None:
+    def _ssl_augmenter(self, task: str, source: SSLSourceConfig):
+        """SimCLR's view augmenter for ``task``'s inputs: the source's ``augment`` options,
+        else a default per input kind (:data:`SSL_VIEWS`)."""
+        raw, _ = self.load()
+        pad_id = mask_id = None
+        if is_text(raw[task].x_train):
+            kind = "text"
+            tok = self.encoder(None)
+            pad_id, mask_id = getattr(tok, "pad_id", 0), getattr(tok, "mask_id", None)
+        else:
+            kind = "image" if len(self._shapes[task]) == 3 else "tabular"
+        try:
+            return build_augmenter(kind, dict(source.augment or SSL_VIEWS[kind]), pad_id=pad_id or 0, mask_id=mask_id)
+        except ValueError as e:
+            raise ConfigError(f"sources: augment: {e}") from None
+
+    def _load_pretraining(self, path: Path, need_heads: bool = True) -> dict[str, Any] | None:
         """The pretraining cached at ``path`` for this study's fingerprint, or None."""
         if not path.exists():
             return None
@@ -213,12 +248,12 @@ class StudyModels:
             cached = torch.load(path, weights_only=True)
         except Exception:  # a torn or foreign file is simply not a cached pretraining
             return None
-        ok = isinstance(cached, dict) and cached.get("fingerprint") == self.fingerprint and "heads" in cached and "state" in cached
+        ok = isinstance(cached, dict) and cached.get("fingerprint") == self.fingerprint and "state" in cached and ("heads" in cached or not need_heads)
         return cached if ok else None
 
     def _pretrained_heads(self, out: Path, spec: RunSpec, callbacks=(), source: str | None = None) -> nn.ModuleDict | None:
         """Heads of the tasks the in-study pretrained layers learned (None for named backbones)."""
-        if self._named_start(source) is not None:
+        if self._named_start(source) is not None or self._is_ssl(source):
             return None
         _, tasks = self.load()
         cached = self._pretrained_cache(out, spec, callbacks)

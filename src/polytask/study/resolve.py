@@ -152,8 +152,10 @@ def _check_mtl(cfg: schema.MTLConfig) -> None:
             raise _Invalid("mtl", f"hyperparameters of '{key}': {e}") from None
 
 
-def _check_sources(sources: dict[str, str]) -> None:
+def _check_sources(sources: dict[str, Any]) -> None:
     for alias, spec in sources.items():
+        if not isinstance(spec, str):
+            continue  # learned without labels inside the study (SSLSourceConfig)
         if ":" in spec:
             try:
                 check_name(spec, where=f"sources.{alias}")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -27,8 +28,9 @@ from polytask.core.errors import ConfigError, storage_error
 from polytask.core.io import write_atomic
 from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData
+from polytask.data.splits import holdout, rng_for
 from polytask.methods.backbones import check_name
-from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, is_joint, pretrain, uses_study_pretraining
+from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, is_joint, pretrain, pretrain_ssl, uses_study_pretraining
 from polytask.study.executor import run_local
 from polytask.study.fingerprint import versions
 from polytask.study.inputs import StudyInputs, input_groups, validation_floors
@@ -92,6 +94,9 @@ class Study(StudyInputs, StudyModels):
         self._model_inputs: dict[tuple[str, str | None], Any] = {}
         self._codes: dict[tuple, tuple[list[str], tuple[tuple[int, int], ...]]] = {}
         self._code_notes: set[str] = set()
+        # Self-supervised sources' own data, loaded with the study, and as model inputs.
+        self._ssl_data: dict[str, TaskData] = {}
+        self._ssl_inputs: dict[str, torch.Tensor] = {}
         self._store: Path | None = None
         # The sinks the driving process logs finished runs to (set up by run_grid).
         self.trackers: Trackers | None = None
@@ -135,6 +140,36 @@ class Study(StudyInputs, StudyModels):
             buf = io.BytesIO()
             torch.save(cached, buf)
             write_atomic(path, buf.getvalue())  # a temporary file of its own: concurrent writers never collide
+        return cached
+
+    def _ssl_cache(self, out: Path, spec: RunSpec, alias: str, callbacks=()) -> dict[str, Any]:
+        """The layers self-supervised source ``alias`` learned for (target, seed): trained once
+        and cached in the study folder (``pretrained-ssl/<alias>/<target>/seed<k>.pt``).
+
+        Its inputs: the source's ``data`` (training inputs, as loaded and checked with the
+        study), else the target's own training inputs for this seed: every training row
+        (labels unused, whatever the run's fraction), never the seed's validation rows or a
+        test row. A fifth of them, drawn per seed, choose the pretraining's epoch.
+        """
+        path = out / "pretrained-ssl" / alias / spec.task / f"seed{spec.seed}.pt"
+        cached = self._load_pretraining(path, need_heads=False)
+        if cached is not None:
+            return cached
+        source = self.config.sources[alias]
+        if source.data is None:
+            x = self.prepare(spec.task, spec.seed, 1.0).train.x
+        else:
+            x = self._ssl_inputs[alias]
+        x = x if isinstance(x, torch.Tensor) else x[torch.arange(len(x))]
+        keep, held = holdout(np.zeros(len(x)), 0.2, rng_for(spec.seed, alias, "ssl-val"), stratify=False)
+        augment = self._ssl_augmenter(spec.task, source) if source.pretrain == "simclr" else None
+        ctx = self._context(out, RunSpec(spec.task, f"pretrain-ssl:{alias}", 1.0, spec.seed), callbacks)
+        with time_budget(self.config.train.max_minutes):
+            state, seconds = pretrain_ssl(ctx, source, x[torch.as_tensor(keep)], x[torch.as_tensor(held)], augment)
+        cached = {"state": state, "seconds": seconds, "fingerprint": self.fingerprint}
+        buf = io.BytesIO()
+        torch.save(cached, buf)
+        write_atomic(path, buf.getvalue())
         return cached
 
     def execute(self, out: Path, spec: RunSpec, callbacks=()) -> dict[str, Any]:

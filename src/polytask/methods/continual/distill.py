@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from polytask.core.errors import ConfigError
 from polytask.methods.finetuning.regularizers.base import Penalty, _check_nonnegative, _check_positive
+from polytask.methods.finetuning.regularizers.lwf import distillation_loss
 
 
 class SelfDistillation(Penalty):
@@ -45,10 +45,6 @@ class SelfDistillation(Penalty):
         super().__init__(start)
         self.tasks, self.regression, self.lam, self.temperature = list(tasks), set(regression), lam, temperature
 
-    @staticmethod
-    def _logits(z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.zeros_like(z), z], dim=1) if z.shape[1] == 1 else z
-
     def forward(self, model: nn.Module, x: torch.Tensor, task: str, y: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(x)[-1]
         with torch.no_grad():
@@ -58,7 +54,6 @@ class SelfDistillation(Penalty):
             z_old, z_new = self.start.heads[t](old_features), model.heads[t](features)
             if t in self.regression:
                 total = total + (z_new - z_old).pow(2).sum(1).mean()
-                continue
-            soft = F.softmax(self._logits(z_old) / self.temperature, dim=1)
-            total = total - (soft * F.log_softmax(self._logits(z_new) / self.temperature, dim=1)).sum(1).mean()
+            else:
+                total = total + distillation_loss(z_old, z_new, self.temperature)
         return self.lam * total

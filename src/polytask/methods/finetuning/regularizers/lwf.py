@@ -13,7 +13,19 @@ from torch import nn
 from polytask.core.errors import ConfigError
 from polytask.methods.finetuning.regularizers.base import Penalty, _check_nonnegative, _check_positive, _reference_of, register_regularizer
 
-__all__ = ["LwF"]
+__all__ = ["LwF", "distillation_loss"]
+
+
+def distillation_loss(z_old: torch.Tensor, z_new: torch.Tensor, temperature: float) -> torch.Tensor:
+    """LwF's modified cross-entropy (Eqs. 2-3) of one old task over a batch:
+    ``mean_n [ −Σ_i softmax(z_old/T)_i · log softmax(z_new/T)_i ]``; a one-output head is a
+    binary logit ``z``, read as the two logits ``[0, z]``."""
+
+    def logits(z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(z), z], dim=1) if z.shape[1] == 1 else z
+
+    soft_targets = F.softmax(logits(z_old) / temperature, dim=1)
+    return -(soft_targets * F.log_softmax(logits(z_new) / temperature, dim=1)).sum(1).mean()
 
 
 @register_regularizer("lwf")
@@ -73,18 +85,11 @@ class LwF(Penalty):
         self.old_heads = nn.ModuleDict({t: copy.deepcopy(heads[t]) for t in tasks})
         self.old_heads.requires_grad_(bool(train_old_heads))
 
-    @staticmethod
-    def _logits(z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.zeros_like(z), z], dim=1) if z.shape[1] == 1 else z
-
     def forward(self, model: nn.Module, x: torch.Tensor, task: str, y: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(x)[-1]
         with torch.no_grad():
             start_features = self.start.backbone(x)
         total = x.new_zeros(())
         for t in self.tasks:
-            z_old = self._logits(self.start.heads[t](start_features))
-            z_new = self._logits(self.old_heads[t](features))
-            soft_targets = F.softmax(z_old / self.temperature, dim=1)
-            total = total - (soft_targets * F.log_softmax(z_new / self.temperature, dim=1)).sum(1).mean()
+            total = total + distillation_loss(self.start.heads[t](start_features), self.old_heads[t](features), self.temperature)
         return self.lam * total
