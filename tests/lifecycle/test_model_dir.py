@@ -309,3 +309,17 @@ def test_drift_of_images_reads_the_embeddings(digits_model, tmp_path):
     np.savez(tmp_path / "in.npz", x=1 - test)
     result = CliRunner().invoke(app, ["predict", str(digits_model), str(tmp_path / "in.npz"), "--out", str(tmp_path / "p.csv"), "--check-drift"])
     assert result.exit_code == 0 and "drift: digits: DRIFT:" in result.output
+
+
+def test_a_tuned_study_trains_its_model_with_the_values_the_search_chose(tmp_path):
+    from polytask.study.store import STUDY_FILE  # noqa: PLC0415
+    from polytask.study.tune import save_tuning  # noqa: PLC0415
+
+    study = Study(demo_config(strategies=["scratch"], tune={"trials": 2, "seed": 1000}))
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / STUDY_FILE).write_text(json.dumps({"fingerprint": study.fingerprint}))
+    save_tuning(folder, "scratch", 0.2, study.fingerprint, {"digits": {"best": {"lr": 0.0123, "weight_decay": 0.0004}, "trials": [], "seconds": 1.0}})
+    meta, _ = train_and_describe(study, None, "scratch", 0.2, 0, folder)
+    assert meta["settings"]["tuned"] == {"lr": 0.0123, "weight_decay": 0.0004}
+    assert meta["settings"]["train"]["lr"] == 0.0123 and meta["settings"]["train"]["weight_decay"] == 0.0004

@@ -197,3 +197,11 @@ def test_ewc_is_half_lambda_fisher_weighted_squared_distance_with_the_empirical_
     penalty = EWC(start, fisher, lam=4.0)
     expected = 0.5 * 4.0 * sum((fisher[n] * (p - dict(start.named_parameters())[n]).pow(2)).sum() for n, p in model.named_parameters())
     assert penalty(model, x, "a").item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_an_update_that_stops_on_bad_data_leaves_no_directory_behind(base, tmp_path):
+    np.savez(tmp_path / "odd.npz", x_train=np.zeros((20, 5, 5)), y_train=np.zeros(20, int), x_test=np.zeros((4, 5, 5)), y_test=np.zeros(4, int))
+    path = write_update(tmp_path, "odd", str(tmp_path / "odd.npz"))
+    with pytest.raises(ConfigError, match=r"images of shape \(5, 5\): expected 8x8"):
+        update_model(base / "model", load_update_config(path), out=tmp_path / "m")
+    assert not (tmp_path / "m").exists() and not (base / "model" / "versions").exists()

@@ -147,7 +147,8 @@ def update_model(model_dir: str | Path, config: UpdateConfig, out: str | Path | 
     Raises:
         ConfigError: data the model cannot read, a model the update cannot extend.
     """
-    folder = _target_folder(Path(model_dir), Path(out) if out is not None else None)
+    folder = Path(model_dir)
+    dest = _check_out(folder, Path(out) if out is not None else None)
     current = SavedModel(folder)
     if not isinstance(current.model, MultiTaskModel):
         raise ConfigError(
@@ -224,15 +225,19 @@ def update_model(model_dir: str | Path, config: UpdateConfig, out: str | Path | 
         "comparisons": comparisons,
         "drift": drift,
     }
+    if dest != folder:  # written only now: an update that stops early leaves no half-made directory
+        shutil.copytree(folder, dest)
+        folder = dest
     version_dir = _next_version(folder, record["decision"])
-    if accepted:
+    if accepted:  # the files it replaces are kept, and the decision written, before any is replaced
         previous = version_dir / "previous"
         previous.mkdir(parents=True)
         for name in MODEL_FILES:
             if (folder / name).is_file():
                 write_atomic(previous / name, (folder / name).read_bytes())
-        _write_candidate(folder, current, candidate, tasks, new_tasks, transforms, memory, splits, record, seed)
     write_atomic(version_dir / "decision.json", json.dumps(record, indent=2))
+    if accepted:
+        _write_candidate(folder, current, candidate, tasks, new_tasks, transforms, memory, splits, record, seed)
     record["version_dir"] = str(version_dir)
     return record
 
@@ -334,13 +339,13 @@ def _next_version(folder: Path, decision: str) -> Path:
     return path
 
 
-def _target_folder(model_dir: Path, out: Path | None) -> Path:
+def _check_out(model_dir: Path, out: Path | None) -> Path:
+    """Where the updated model goes: ``model_dir`` itself, or a new directory ``out``."""
     read_meta(model_dir)
     if out is None or out.resolve() == model_dir.resolve():
         return model_dir
     if out.exists():
         raise ConfigError(f"--out '{out}' exists; expected a new directory for the updated model")
-    shutil.copytree(model_dir, out)
     return out
 
 
