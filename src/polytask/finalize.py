@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 import yaml
 
 from polytask.config import validate
-from polytask.core.errors import ConfigError
+from polytask.core.errors import ConfigError, PolytaskWarning
 from polytask.core.io import write_atomic
 from polytask.insights.analysis import summarize
 from polytask.insights.relate import load_relate, relate_summary
@@ -70,7 +71,12 @@ def measure_serving(study: Study, out: str | Path) -> None:
             return
     except (OSError, ValueError):
         pass
-    write_atomic(path, json.dumps({**where, "strategies": study_serving(study)}, indent=2))
+    try:
+        figures = study_serving(study)
+    except Exception as e:  # the study's answer does not wait on a measurement of its cost
+        warnings.warn(f"serving was not measured ({type(e).__name__}: {e}); the cost table shows parameters alone", PolytaskWarning, stacklevel=2)
+        return
+    write_atomic(path, json.dumps({**where, "strategies": figures}, indent=2))
 
 
 def read_serving(out: Path, fingerprint: str) -> dict[str, dict[str, float]]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
+from polytask import finalize
 from polytask.api import Study
+from polytask.core.errors import PolytaskWarning
 from polytask.lifecycle.serving import module_server, served_models, study_serving
 
 
@@ -56,3 +59,14 @@ def test_the_cost_table_reports_measured_serving_per_strategy(tmp_path):
     assert set(kept["strategies"]) == {"scratch", "mtl"} and kept["machine"]["torch"] == torch.__version__
     html = (tmp_path / "report.html").read_text()
     assert "serving latency ms (p90)" in html and "benchmarks/serving.py" in html
+
+
+def test_a_failed_measurement_warns_and_the_study_still_answers(tmp_path, monkeypatch):
+    def broken(study):
+        raise RuntimeError("no clock")
+
+    monkeypatch.setattr(finalize, "study_serving", broken)
+    with pytest.warns(PolytaskWarning, match="serving was not measured .RuntimeError: no clock."):
+        summary = Study(multi_mnist(strategies=["scratch"])).run(out=tmp_path, progress=False)
+    assert summary["cost"] and "serve_latency_ms" not in summary["cost"][0] and not (tmp_path / "serving.json").exists()
+    assert "serving latency" not in (tmp_path / "report.html").read_text()

@@ -49,24 +49,30 @@ class ServingFigures:
     rows_per_s: float
 
 
-def time_calls(call: Callable[[], object], calls: int, warmup: int = 10) -> list[float]:
-    """Seconds each of ``calls`` calls took, after ``warmup`` untimed ones."""
+def time_calls(call: Callable[[], object], calls: int, warmup: int = 10, max_seconds: float | None = None) -> list[float]:
+    """Seconds each of ``calls`` calls took, after ``warmup`` untimed ones; with
+    ``max_seconds``, fewer once that much time is spent (at least 3)."""
     for _ in range(warmup):
         call()
-    out = []
+    out: list[float] = []
     for _ in range(calls):
         start = time.perf_counter()
         call()
         out.append(time.perf_counter() - start)
+        if max_seconds is not None and len(out) >= 3 and sum(out) > max_seconds:
+            break
     return out
 
 
-def figures(serve: Callable[[int], object], calls: int = LATENCY_CALLS, batches: int = 20, batch: int = THROUGHPUT_BATCH) -> ServingFigures:
+def figures(
+    serve: Callable[[int], object], calls: int = LATENCY_CALLS, batches: int = 20, batch: int = THROUGHPUT_BATCH, max_seconds: float | None = None
+) -> ServingFigures:
     """Latency of ``serve(1)`` and throughput of ``serve(batch)``; ``serve(n)`` answers every
-    task for ``n`` inputs."""
-    single = time_calls(lambda: serve(1), calls)
-    many = time_calls(lambda: serve(batch), batches, warmup=3)
-    q = statistics.quantiles(single, n=10)
+    task for ``n`` inputs. ``max_seconds`` bounds each of the two measurements (a large
+    backbone then takes fewer calls)."""
+    single = time_calls(lambda: serve(1), calls, warmup=min(10, calls), max_seconds=max_seconds)
+    many = time_calls(lambda: serve(batch), batches, warmup=1 if max_seconds else 3, max_seconds=max_seconds)
+    q = statistics.quantiles(single, n=10) if len(single) > 1 else single
     return ServingFigures(1000 * statistics.median(single), 1000 * q[-1], batch / statistics.median(many))
 
 
@@ -158,11 +164,12 @@ def module_server(parts: list[tuple[nn.Module, list[str]]], inputs: dict[str, to
     return serve
 
 
-def study_serving(study: Study, calls: int = 100, batches: int = 5) -> dict[str, dict[str, float]]:
+def study_serving(study: Study, calls: int = 100, batches: int = 5, max_seconds: float = 3.0) -> dict[str, dict[str, float]]:
     """Per strategy of ``study``, the measured cost of serving every target (:func:`figures`,
     in PyTorch on the CPU, one thread, as ``benchmarks/serving.py`` measures): the models of
     :func:`served_models` on model inputs of the targets' test rows (the preprocessing
-    before the model is not timed)."""
+    before the model is not timed). Each measurement stops after ``max_seconds`` (at least
+    3 calls), so a large backbone costs a study seconds, not minutes."""
     raw, _ = study.load()
     groups = shared_inputs(raw)
     inputs = {}
@@ -175,7 +182,7 @@ def study_serving(study: Study, calls: int = 100, batches: int = 5) -> dict[str,
         out = {}
         for strategy in study.config.strategies:
             batch = min(len(x) for x in inputs.values())
-            f = figures(module_server(served_models(study, strategy), inputs, groups), calls=calls, batches=batches, batch=batch)
+            f = figures(module_server(served_models(study, strategy), inputs, groups), calls=calls, batches=batches, batch=batch, max_seconds=max_seconds)
             out[strategy] = {"serve_latency_ms": f.latency_ms, "serve_p90_ms": f.p90_ms, "serve_rows_per_s": f.rows_per_s}
         return out
     finally:
