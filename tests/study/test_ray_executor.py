@@ -5,6 +5,7 @@ Ctrl-C, a dead worker and a ConfigError handled as the local executor handles th
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -232,34 +233,68 @@ def test_files_come_back_before_rows_and_a_config_error_stops_the_study(connecte
         run_ray(pretrain, execute, [], _jobs(1), deliver, folder, lambda job: [], address="10.0.0.1:6379")
 
 
+# The Ctrl-C scenario runs as a driver process of its own: Ray's core worker may end the
+# process that drives it while cancelled tasks are killed (seen once in a loaded suite as
+# an xdist worker dying mid-test, never alone), and a test's driver must not be the test
+# runner. A driver that ends without reporting is run once more; its output is kept.
+CTRL_C_DRIVER = """
+import json, sys, time
+from pathlib import Path
+import ray
+from polytask.study.plan import Job
+from polytask.study.ray_executor import run_ray
+
+address, tmp = sys.argv[1], Path(sys.argv[2])
+marks = tmp / "marks"
+marks.mkdir(exist_ok=True)
+
+def execute(folder, job):
+    import time
+    from pathlib import Path
+    if job.seed >= 2:  # slow: cancelled before it could leave its mark
+        time.sleep(2)
+        Path(str(marks), f"seed{job.seed}").touch()
+    return [{"run_id": job.specs[0].run_id, "seed": job.seed, "status": "ok"}]
+
+delivered = []
+
+def deliver(rows):
+    delivered.extend(rows)
+    if len(delivered) == 1:
+        raise KeyboardInterrupt  # Ctrl-C while the driver stores the first job's rows
+
+ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+jobs = [Job("scratch", 1.0, seed, ("target",)) for seed in range(4)]
+t0 = time.monotonic()
+try:
+    run_ray(lambda f, s: None, execute, [], jobs, deliver, tmp / "study", lambda job: [], address=address)
+    raised = False
+except KeyboardInterrupt:
+    raised = True
+seconds = time.monotonic() - t0
+time.sleep(3)
+print(json.dumps({"raised": raised, "seconds": seconds, "seeds": [r["seed"] for r in delivered], "marks": sorted(p.name for p in marks.iterdir())}))
+"""
+
+
 @needs_ray
-def test_ctrl_c_cancels_the_tasks_not_finished_and_keeps_the_finished_ones(connected, tmp_path):
-    marks = tmp_path / "marks"
-    marks.mkdir()
-
-    def execute(folder, job):
-        import time
-        from pathlib import Path
-
-        if job.seed >= 2:  # slow: cancelled before it could leave its mark
-            time.sleep(2)
-            Path(str(marks), f"seed{job.seed}").touch()
-        return [{"run_id": job.specs[0].run_id, "seed": job.seed, "status": "ok"}]
-
-    delivered: list[dict] = []
-
-    def deliver(rows):
-        delivered.extend(rows)
-        if len(delivered) == 1:
-            raise KeyboardInterrupt  # Ctrl-C while the driver stores the first job's rows
-
-    t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        run_ray(lambda f, s: None, execute, [], _jobs(4), deliver, tmp_path / "study", lambda job: [], address=connected.address)
-    assert time.monotonic() - t0 < 30
-    assert {r["seed"] for r in delivered} <= {0, 1} and delivered
-    time.sleep(3)
-    assert not list(marks.iterdir()), "a cancelled task went on running"
+def test_ctrl_c_cancels_the_tasks_not_finished_and_keeps_the_finished_ones(cluster, tmp_path):
+    tries = []
+    for attempt in range(2):
+        folder = tmp_path / f"try{attempt}"
+        folder.mkdir()
+        env = {**os.environ, **ENV}
+        proc = subprocess.run([sys.executable, "-c", CTRL_C_DRIVER, cluster.address, str(folder)], capture_output=True, text=True, timeout=LIMIT - 20, env=env)
+        tries.append(proc)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        if proc.returncode == 0 and lines:
+            break
+    else:
+        pytest.fail(f"the driver ended without reporting twice (exit {[p.returncode for p in tries]}): {tries[-1].stderr[-1500:]}")
+    result = json.loads(lines[-1])
+    assert result["raised"] and result["seconds"] < 30
+    assert result["seeds"] and set(result["seeds"]) <= {0, 1}
+    assert result["marks"] == [], "a cancelled task went on running"
 
 
 @needs_ray
