@@ -15,9 +15,9 @@ import numpy as np
 
 from polytask.core.errors import ConfigError
 from polytask.data.images import SUFFIXES, decode
-from polytask.data.loaders import read_csv_file
+from polytask.data.loaders import read_csv_file, read_npz
 from polytask.data.preprocess import InputTransform
-from polytask.data.tablefile import is_parquet, read_parquet
+from polytask.data.tablefile import is_parquet
 
 
 def read_inputs(paths: list[Path], transform: InputTransform) -> tuple[Any, list[str]]:
@@ -37,36 +37,19 @@ def read_inputs(paths: list[Path], transform: InputTransform) -> tuple[Any, list
     if path.suffix.lower() == ".npz":
         x = _npz(path)
         return x, [str(i) for i in range(len(x))]
-    if is_parquet(path):
-        frame = read_parquet(path, _read_parquet)
-    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        frame = read_csv_file(path)
-    else:
+    if not is_parquet(path) and path.suffix.lower() not in (".csv", ".tsv", ".txt"):
         raise ConfigError(f"input '{path}': expected an .npz, a .csv or Parquet table, an image folder or image files")
+    frame = read_csv_file(path)  # CSV, or Parquet by its magic bytes
     return frame, [str(i) for i in range(len(frame))]
-
-
-def _read_parquet(path: Path):
-    import pandas as pd
-
-    return pd.read_parquet(path)
 
 
 def _npz(path: Path) -> np.ndarray:
     """The input array of an NPZ: ``x``, else ``x_test``, else its only array."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = list(f.keys())
-            key = next((k for k in ("x", "x_test") if k in keys), keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise ConfigError(f"{path}: arrays {', '.join(keys) or 'none'}; expected one named 'x' (or 'x_test', or a single array)")
-            return f[key]
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError(f"{path}: {e} (object arrays are not read; save the inputs as numbers or strings)") from None
-    except Exception as e:  # not a zip, truncated
-        raise ConfigError(f"{path}: not a readable NPZ file ({type(e).__name__}: {e})") from None
+    arrays = read_npz(path)
+    key = next((k for k in ("x", "x_test") if k in arrays), next(iter(arrays)) if len(arrays) == 1 else None)
+    if key is None:
+        raise ConfigError(f"{path}: arrays {', '.join(arrays) or 'none'}; expected one named 'x' (or 'x_test', or a single array)")
+    return arrays[key]
 
 
 def _images(paths: list[Path], transform: InputTransform) -> tuple[np.ndarray, list[str]]:

@@ -44,7 +44,6 @@ from polytask.data.loaders import load_data, read_csv_file
 from polytask.data.prepare import PreparedTask, Split, fit_scaling
 from polytask.data.preprocess import InputTransform, as_model_input
 from polytask.data.splits import holdout, rng_for
-from polytask.data.tablefile import is_parquet, read_parquet
 from polytask.lifecycle.drift import REFERENCE, features, read_reference, sample_rows, save_reference
 from polytask.lifecycle.gate import paired_difference
 from polytask.lifecycle.memory import MEMORY, REHEARSAL_ROWS, Memory, Rows, sample
@@ -72,9 +71,9 @@ def read_rows(spec: DataConfig, model: SavedModel, task: str) -> tuple[Any, np.n
     become the update's gate split, never trained on.
     """
     if spec.csv is not None and task in model.tasks:
-        frames = {"train": _read_table(spec.csv)}
+        frames = {"train": read_csv_file(spec.csv)}  # CSV, or Parquet by its magic bytes
         if spec.test is not None:
-            frames["test"] = _read_table(spec.test)
+            frames["test"] = read_csv_file(spec.test)
         for name, frame in frames.items():
             if spec.target not in frame.columns:
                 file = spec.csv if name == "train" else spec.test
@@ -91,16 +90,6 @@ def read_rows(spec: DataConfig, model: SavedModel, task: str) -> tuple[Any, np.n
     if data.x_val is not None:
         return np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]), data.x_test, data.y_test
     return data.x_train, data.y_train, data.x_test, data.y_test
-
-
-def _read_table(path: Path):
-    return read_parquet(path, _read_parquet) if is_parquet(path) else read_csv_file(path)
-
-
-def _read_parquet(path: Path):
-    import pandas as pd
-
-    return pd.read_parquet(path)
 
 
 def class_values(model_task: dict[str, Any], y: np.ndarray, where: str) -> np.ndarray:
