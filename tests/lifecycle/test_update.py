@@ -27,7 +27,7 @@ from polytask.methods.architectures.multitask import MultiTaskModel
 from polytask.methods.continual import EWC, SelfDistillation, fisher_diagonal
 from polytask.study.runner import Study
 
-from .test_model_dir import demo_config
+from .test_model_dir import demo_config, messy_table, saved, table_study
 
 
 def sha(path: Path) -> str:
@@ -205,3 +205,30 @@ def test_an_update_that_stops_on_bad_data_leaves_no_directory_behind(base, tmp_p
     with pytest.raises(ConfigError, match=r"images of shape \(5, 5\): expected 8x8"):
         update_model(base / "model", load_update_config(path), out=tmp_path / "m")
     assert not (tmp_path / "m").exists() and not (base / "model" / "versions").exists()
+
+
+def test_a_new_label_column_of_the_same_table_gets_a_head_reading_the_same_rows(tmp_path):
+    study = table_study(tmp_path, "grade")
+    saved(study, tmp_path, "scratch", 1.0)
+    frame = messy_table()
+    frame["band"] = np.where(frame["noise"] > 0, "up", "down")
+    frame.to_csv(tmp_path / "more.csv", index=False)
+    spec = {"csv": str(tmp_path / "more.csv"), "target": "band", "exclude": ["grade", "amount", "band"], "impute": "median"}
+    path = tmp_path / "band.yaml"
+    # 60 kept gate rows of 'grade': a margin of 0.05 is what they can show.
+    settings = {"gate": {"margin": 0.05}, "train": {"max_epochs": 5, "batch_size": 32, "lr": 0.01}}
+    path.write_text(yaml.safe_dump({"tasks": {"band": {"data": spec}}, **settings}))
+    record = update_model(tmp_path / "model", load_update_config(path), out=tmp_path / "m")
+    head = next(c for c in record["comparisons"] if c["task"] == "band")
+    assert head["against"] == "a model from scratch" and head["rows"] == 100 and head["lower"] > 0
+    assert record["decision"] == "accepted", record["comparisons"]
+    model = polytask.load(tmp_path / "m")
+    assert model.meta["tasks"]["band"]["class_names"] == ["down", "up"]
+    assert model.meta["tasks"]["band"]["input"] == model.meta["tasks"]["grade"]["input"]  # the same encoded rows
+    labels = model.predict(frame.tail(100), task="band")
+    assert set(labels) <= {"down", "up"} and (labels == frame["band"].tail(100).to_numpy()).mean() > 0.8
+    other = tmp_path / "other.csv"
+    frame.rename(columns={"age": "years"}).to_csv(other, index=False)
+    path.write_text(yaml.safe_dump({"tasks": {"band": {"data": {**spec, "csv": str(other)}}}}))
+    with pytest.raises(ConfigError, match="task 'band' is new, and .* has none of the column sets the model's tasks read .age, city, noise."):
+        update_model(tmp_path / "model", load_update_config(path))

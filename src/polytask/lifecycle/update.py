@@ -62,6 +62,28 @@ VAL_SHARE = 0.2
 # ---- reading the new rows -------------------------------------------------------------
 
 
+def reads_like(spec: DataConfig, model: SavedModel, task: str) -> str:
+    """The task of the model whose inputs (and preprocessing) task ``task`` reads: itself
+    when the model has it; for a new task from a table, an old task reading the same
+    columns (a new label column of the same table: its head reads the same encoded rows).
+
+    Raises:
+        ConfigError: a new task from a table whose columns no old task reads.
+    """
+    if task in model.tasks or spec.csv is None:
+        return task
+    columns = set(read_csv_file(spec.csv).columns)
+    for t, transform in model.transforms.items():
+        wanted = transform.columns or ()
+        if wanted and set(wanted) <= columns and (spec.text is not None) == (transform.kind == "text"):
+            return t
+    raise ConfigError(
+        f"task '{task}' is new, and {spec.csv} has none of the column sets the model's tasks read "
+        f"({'; '.join(', '.join(t.columns) for t in model.transforms.values() if t.columns) or 'they read arrays'}): "
+        "a new head reads the inputs of an old task (the same table's columns), or array and image inputs"
+    )
+
+
 def read_rows(spec: DataConfig, model: SavedModel, task: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
     """The training and test rows of ``spec`` (inputs as the model's task ``task`` reads them:
     a table by the saved column names, arrays and images as loaded) and their labels as given.
@@ -70,7 +92,7 @@ def read_rows(spec: DataConfig, model: SavedModel, task: str) -> tuple[Any, np.n
     file, else its ``test_size`` share drawn from the file's content, as in a study): they
     become the update's gate split, never trained on.
     """
-    if spec.csv is not None and task in model.tasks:
+    if spec.csv is not None:
         frames = {"train": read_csv_file(spec.csv)}  # CSV, or Parquet by its magic bytes
         if spec.test is not None:
             frames["test"] = read_csv_file(spec.test)
@@ -84,8 +106,6 @@ def read_rows(spec: DataConfig, model: SavedModel, task: str) -> tuple[Any, np.n
             keep, held = holdout(y, spec.test_size, rng_for(0, "content:" + file_digest(spec.csv), "test"), stratify=False)
             frames = {"train": frame.iloc[keep], "test": frame.iloc[held]}
         return (*(v for f in frames.values() for v in (model.rows(f, task), f[spec.target].to_numpy())),)
-    if spec.csv is not None and spec.text is None:
-        raise ConfigError(f"task '{task}' is new: a new head reads array or image inputs (npz, images, builtin); a table's layout is the old tasks'")
     data = load_data(spec)
     if data.x_val is not None:
         return np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]), data.x_test, data.y_test
@@ -150,19 +170,26 @@ def update_model(model_dir: str | Path, config: UpdateConfig, out: str | Path | 
     transforms: dict[str, InputTransform] = {}
     splits: dict[str, dict[str, Rows]] = {}
     drift: list[str] = []
+    class_names: dict[str, tuple[str, ...]] = {}
     for name, tcfg in config.tasks.items():
-        x_new, y_new, x_gate, y_gate = read_rows(tcfg.data, current, name)
+        reads = reads_like(tcfg.data, current, name)
+        x_new, y_new, x_gate, y_gate = read_rows(tcfg.data, current, reads)
         where = f"tasks.{name}.data"
         if name in current.tasks:
             task, transform = current.tasks[name], current.transforms[name]
             y_new, y_gate = (class_values(meta["tasks"][name], y, where) for y in (y_new, y_gate))
         else:
-            if isinstance(x_new, list) or np.asarray(x_new).dtype == object:
-                raise ConfigError(f"{where}: a new task's head reads array or image inputs; texts can update the model's old tasks only")
+            if reads == name and (isinstance(x_new, list) or np.asarray(x_new).dtype == object):
+                raise ConfigError(f"{where}: a new task's head reads array or image inputs, or the inputs of an old task")
+            if not np.issubdtype(np.asarray(y_new).dtype, np.number):  # string labels, as a table has them
+                class_names[name] = tuple(sorted({str(v) for v in y_new if isinstance(v, str)}))
+                record = {"kind": "classification", "class_names": list(class_names[name])}
+                y_new, y_gate = (class_values(record, y, where) for y in (y_new, y_gate))
             task = infer_task(name, np.asarray(y_new)).scaled_to(np.asarray(y_new))
-            transform = new_transform(current, np.asarray(x_new))
+            transform = current.transforms[reads] if reads != name else new_transform(current, np.asarray(x_new))
             new_tasks[name] = task
-        x, xg = (transform(v) if name in new_tasks else current.transform(v, name) for v in (x_new, x_gate))
+        own = name in new_tasks and reads == name  # a new task with preprocessing of its own
+        x, xg = (transform(v) if own else current.transform(v, reads) for v in (x_new, x_gate))
         if transform.kind != "text" and tuple(x.shape[1:]) != current.input_shape:
             raise ConfigError(f"{where}: inputs become {tuple(x.shape[1:])} for the backbone, which reads {current.input_shape}")
         y, yg = encode_targets(task, np.asarray(y_new)), encode_targets(task, np.asarray(y_gate))
@@ -226,7 +253,7 @@ def update_model(model_dir: str | Path, config: UpdateConfig, out: str | Path | 
                 write_atomic(previous / name, (folder / name).read_bytes())
     write_atomic(version_dir / "decision.json", json.dumps(record, indent=2))
     if accepted:
-        _write_candidate(folder, current, candidate, tasks, new_tasks, transforms, memory, splits, record, seed)
+        _write_candidate(folder, current, candidate, tasks, new_tasks, transforms, memory, splits, record, seed, class_names)
     record["version_dir"] = str(version_dir)
     return record
 
@@ -291,11 +318,11 @@ def _scratch_model(saved: SavedModel, task: Task, config: UpdateConfig) -> Multi
     return build_model(meta, backbone=None if saved.meta["build"]["backbone"] else copy.deepcopy(saved._backbone))
 
 
-def _write_candidate(folder: Path, current: SavedModel, candidate, tasks, new_tasks, transforms, memory: Memory, splits, record, seed) -> None:
+def _write_candidate(folder: Path, current: SavedModel, candidate, tasks, new_tasks, transforms, memory: Memory, splits, record, seed, class_names) -> None:
     meta = copy.deepcopy(current.meta)
     meta.pop("format", None)
     for name, task in new_tasks.items():
-        meta["tasks"][name] = {**task_record(task), "role": "target", "input": transforms[name].to_record()}
+        meta["tasks"][name] = {**task_record(task, class_names.get(name)), "role": "target", "input": transforms[name].to_record()}
         meta["heads"].append(name)
         meta["targets"].append(name)
     meta["version"] = record["to_version"]
