@@ -10,6 +10,7 @@ import pytest
 from polytask.api import Study
 from polytask.core.errors import ConfigError
 from polytask.study import runner
+from polytask.study.estimate import dry_run
 from polytask.study.plan import RunSpec
 
 
@@ -82,3 +83,10 @@ def test_each_objective_runs_a_small_study_to_the_end(tmp_path, pretrain):
     cells = {(c["strategy"], c["fraction"]): c for c in summary["cells"]}
     assert {s for s, _ in cells} == {"scratch", "fine-tune:ssl", "feature-extraction:ssl"}
     assert all(np.isfinite(c["mean"]) for c in cells.values())
+
+
+def test_the_dry_run_counts_each_sources_pretraining_once_per_target_and_seed(tmp_path):
+    plan = dry_run(Study(config()), tmp_path / "study")
+    assert plan["pretrainings"] == 2  # 2 seeds x 1 source x 1 target; no in-study pretraining here
+    assert 0 < plan["pretrain_seconds"][0] <= plan["pretrain_seconds"][1]
+    assert not (tmp_path / "study").exists()

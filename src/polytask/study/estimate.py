@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polytask.config import SSLSourceConfig
+from polytask.strategies import ssl_source
 from polytask.study.plan import Job
 from polytask.study.runner import Study
 from polytask.study.store import ResultStore
@@ -32,7 +34,9 @@ class Probe:
 def _probe(study: Study, jobs: list[Job], workdir: Path) -> dict[tuple[str, float], Probe]:
     """One epoch of the first job of every (strategy, fraction), in ``workdir``."""
     cfg = study.config
-    one_epoch = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_epochs": 1, "patience": 1})})
+    # One epoch of every training, a self-supervised source's pretraining included.
+    sources = {a: s.model_copy(update={"max_epochs": 1}) if isinstance(s, SSLSourceConfig) else s for a, s in cfg.sources.items()}
+    one_epoch = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_epochs": 1, "patience": 1}), "sources": sources})
     probe = Study(one_epoch, data=study.data_override or None, backbone=study.backbone)
     # The study's settings as they are: a probe times an epoch, it does not run a tune: search.
     if jobs:  # untimed: a process's first steps pay for allocator and thread-pool warm-up
@@ -94,9 +98,15 @@ def dry_run(study: Study, out: str | Path, workers: int = 1) -> dict[str, Any]:
     trials = cfg.tune.trials if cfg.tune is not None else 0
     tune = [sum(trials * probes[(strategy, fraction)].train_seconds * e for strategy, fraction, _ in searches) for e in (low_epochs, high_epochs)]
     needs = study.pretrainings_needed(out, pending)
-    # A pretraining probe epoch was measured with the run that first needed it.
-    pre_epoch = max((p.pretrain_seconds for p in probes.values()), default=0.0)
+    # A pretraining probe epoch was measured with the run that first needed it: in-study
+    # pretraining's with the strategies that use it, each self-supervised source's with its own.
+    pre_epoch = max((p.pretrain_seconds for (s, _), p in probes.items() if ssl_source(cfg, s) is None), default=0.0)
     pretrain = [len(needs) * pre_epoch * low_epochs, len(needs) * pre_epoch * high_epochs]
+    ssl_needs = study.ssl_pretrainings_needed(out, pending)
+    for alias, _, _ in ssl_needs:
+        epoch = max((p.pretrain_seconds for (s, _), p in probes.items() if ssl_source(cfg, s) == alias), default=0.0)
+        most = cfg.sources[alias].max_epochs or cfg.train.max_epochs
+        pretrain = [pretrain[0] + epoch * min(cfg.train.patience + 1, most), pretrain[1] + epoch * most]
     total = [sum(r["seconds"][i] for r in rows) + pretrain[i] + tune[i] for i in (0, 1)]
     return {
         "study": cfg.name,
@@ -104,7 +114,7 @@ def dry_run(study: Study, out: str | Path, workers: int = 1) -> dict[str, Any]:
         "planned": cells,
         "done": cells - left,
         "pending": rows,
-        "pretrainings": len(needs),
+        "pretrainings": len(needs) + len(ssl_needs),
         "pretrain_seconds": pretrain,
         "searches": len(searches),
         "trials": trials,

@@ -30,7 +30,7 @@ from polytask.core.tasks import Task
 from polytask.data.arrays import TaskData
 from polytask.data.splits import holdout, rng_for
 from polytask.methods.backbones import check_name
-from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, is_joint, pretrain, pretrain_ssl, uses_study_pretraining
+from polytask.strategies import FeatureCache, RunContext, RunOutcome, get_strategy, is_joint, pretrain, pretrain_ssl, ssl_source, uses_study_pretraining
 from polytask.study.executor import run_local
 from polytask.study.fingerprint import versions
 from polytask.study.inputs import StudyInputs, input_groups, validation_floors
@@ -151,7 +151,7 @@ class Study(StudyInputs, StudyModels):
         (labels unused, whatever the run's fraction), never the seed's validation rows or a
         test row. A fifth of them, drawn per seed, choose the pretraining's epoch.
         """
-        path = out / "pretrained-ssl" / alias / spec.task / f"seed{spec.seed}.pt"
+        path = self._ssl_path(out, alias, spec.task, spec.seed)
         cached = self._load_pretraining(path, need_heads=False)
         if cached is not None:
             return cached
@@ -401,6 +401,15 @@ class Study(StudyInputs, StudyModels):
         needs = {(s.task, s.seed, self._pretrain_fraction(s.fraction)) for j in jobs for s in j.specs if uses_study_pretraining(s.strategy, self.config)}
         specs = [RunSpec(t, "pretrain", f, s) for t, s, f in sorted(needs)]
         return [spec for spec in specs if not self._cached_pretraining(Path(out), spec)]
+
+    def ssl_pretrainings_needed(self, out: Path, jobs: list[Job]) -> list[tuple[str, str, int]]:
+        """The self-supervised pretrainings ``jobs`` need that the study folder does not hold
+        yet, one per (source, target, seed)."""
+        needs = {(alias, s.task, s.seed) for j in jobs for s in j.specs if (alias := ssl_source(self.config, s.strategy))}
+        return [n for n in sorted(needs) if self._load_pretraining(self._ssl_path(Path(out), *n), need_heads=False) is None]
+
+    def _ssl_path(self, out: Path, alias: str, task: str, seed: int) -> Path:
+        return out / "pretrained-ssl" / alias / task / f"seed{seed}.pt"
 
     def _cached_pretraining(self, out: Path, spec: RunSpec) -> bool:
         return self._load_pretraining(self._pretrained_path(out, spec.task, spec.seed, spec.fraction)) is not None
