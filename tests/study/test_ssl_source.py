@@ -90,3 +90,24 @@ def test_the_dry_run_counts_each_sources_pretraining_once_per_target_and_seed(tm
     assert plan["pretrainings"] == 2  # 2 seeds x 1 source x 1 target; no in-study pretraining here
     assert 0 < plan["pretrain_seconds"][0] <= plan["pretrain_seconds"][1]
     assert not (tmp_path / "study").exists()
+
+
+def test_parallel_workers_get_each_pretraining_made_once_before_the_runs(tmp_path, monkeypatch):
+    seen = {}
+
+    def capture(pretrain, execute, pretrainings, jobs, workers, deliver, gpus):
+        seen["pretrainings"] = list(pretrainings)
+        for spec in pretrainings:  # as the executor does, first
+            pretrain(spec)
+        for job in jobs:
+            deliver(execute(job))
+
+    monkeypatch.setattr(runner, "run_local", capture)
+    study = Study(config())
+    study.run_grid(out=tmp_path, workers=2, progress=False)
+    assert sorted((s.strategy, s.task, s.seed) for s in seen["pretrainings"]) == [("pretrain-ssl:ssl", "digits", 0), ("pretrain-ssl:ssl", "digits", 1)]
+    assert all((tmp_path / "pretrained-ssl" / "ssl" / "digits" / f"seed{k}.pt").is_file() for k in (0, 1))
+    assert study.starts_needed(tmp_path, study.planned_jobs()) == []  # cached: a rerun needs none
+    job = next(j for j in study.planned_jobs() if j.strategy == "fine-tune:ssl")
+    assert [s.strategy for s in study._job_pretrainings(job)] == ["pretrain-ssl:ssl"]
+    assert study._job_inputs(tmp_path, job) == [f"pretrained-ssl/ssl/digits/seed{job.seed}.pt"]

@@ -46,6 +46,9 @@ from polytask.study.tune import TUNED_AS, apply, read_tuning, save_tuning, searc
 from polytask.training.budget import time_budget
 from polytask.training.devices import device_name, resolve_device, worker_gpus
 
+# The strategy field of a self-supervised source's pretraining spec: pretrain-ssl:<source>.
+SSL_PRETRAIN = "pretrain-ssl:"
+
 # Loading the data and building the models live in polytask.study.inputs and
 # polytask.study.models; these names stay importable from here.
 __all__ = ["Study", "UserBackbone", "input_groups", "validation_floors"]
@@ -163,7 +166,7 @@ class Study(StudyInputs, StudyModels):
         x = x if isinstance(x, torch.Tensor) else x[torch.arange(len(x))]
         keep, held = holdout(np.zeros(len(x)), 0.2, rng_for(spec.seed, alias, "ssl-val"), stratify=False)
         augment = self._ssl_augmenter(spec.task, source) if source.pretrain == "simclr" else None
-        ctx = self._context(out, RunSpec(spec.task, f"pretrain-ssl:{alias}", 1.0, spec.seed), callbacks)
+        ctx = self._context(out, RunSpec(spec.task, f"{SSL_PRETRAIN}{alias}", 1.0, spec.seed), callbacks)
         with time_budget(self.config.train.max_minutes):
             state, seconds = pretrain_ssl(ctx, source, x[torch.as_tensor(keep)], x[torch.as_tensor(held)], augment)
         cached = {"state": state, "seconds": seconds, "fingerprint": self.fingerprint}
@@ -402,6 +405,20 @@ class Study(StudyInputs, StudyModels):
         specs = [RunSpec(t, "pretrain", f, s) for t, s, f in sorted(needs)]
         return [spec for spec in specs if not self._cached_pretraining(Path(out), spec)]
 
+    def starts_needed(self, out: Path, jobs: list[Job]) -> list[RunSpec]:
+        """Every pretraining ``jobs`` start from that the study folder does not hold yet: the
+        in-study ones (``pretrain``) and the self-supervised sources' (``pretrain-ssl:<name>``),
+        which executors run before the jobs (:meth:`pretrain_start`)."""
+        ssl = [RunSpec(task, f"{SSL_PRETRAIN}{alias}", 1.0, seed) for alias, task, seed in self.ssl_pretrainings_needed(out, jobs)]
+        return self.pretrainings_needed(out, jobs) + ssl
+
+    def pretrain_start(self, out: Path, spec: RunSpec) -> None:
+        """Train and cache the layers ``spec`` (one of :meth:`starts_needed`) names."""
+        if spec.strategy.startswith(SSL_PRETRAIN):
+            self._ssl_cache(out, spec, spec.strategy.removeprefix(SSL_PRETRAIN))
+        else:
+            self._pretrained_cache(out, spec)
+
     def ssl_pretrainings_needed(self, out: Path, jobs: list[Job]) -> list[tuple[str, str, int]]:
         """The self-supervised pretrainings ``jobs`` need that the study folder does not hold
         yet, one per (source, target, seed)."""
@@ -422,9 +439,9 @@ class Study(StudyInputs, StudyModels):
         for task in self.config.tasks:
             self.model_inputs(task)
         run_local(
-            pretrain=lambda spec: self._pretrained(out, spec),
+            pretrain=lambda spec: self.pretrain_start(out, spec),
             execute=lambda job: self.execute_job(out, job),
-            pretrainings=self.pretrainings_needed(out, pending),
+            pretrainings=self.starts_needed(out, pending),
             jobs=pending,
             workers=workers,
             deliver=deliver,
@@ -436,9 +453,9 @@ class Study(StudyInputs, StudyModels):
         pretrainings they need first, ``deliver`` storing each job's rows as they arrive."""
         shipped = self._portable()
         run_ray(
-            pretrain=shipped._pretrained,
+            pretrain=shipped.pretrain_start,
             execute=shipped.execute_job,
-            pretrainings=self.pretrainings_needed(out, pending),
+            pretrainings=self.starts_needed(out, pending),
             jobs=pending,
             deliver=deliver,
             folder=out,
@@ -465,12 +482,15 @@ class Study(StudyInputs, StudyModels):
         return shipped
 
     def _job_pretrainings(self, job: Job) -> list[RunSpec]:
-        """The in-study pretrainings ``job``'s cells start from (as :meth:`pretrainings_needed` names them)."""
-        return [RunSpec(s.task, "pretrain", self._pretrain_fraction(s.fraction), s.seed) for s in job.specs if uses_study_pretraining(s.strategy, self.config)]
+        """The pretrainings ``job``'s cells start from (as :meth:`starts_needed` names them)."""
+        study = [RunSpec(s.task, "pretrain", self._pretrain_fraction(s.fraction), s.seed) for s in job.specs if uses_study_pretraining(s.strategy, self.config)]
+        ssl = [RunSpec(s.task, f"{SSL_PRETRAIN}{alias}", 1.0, s.seed) for s in job.specs if (alias := ssl_source(self.config, s.strategy))]
+        return study + ssl
 
     def _job_inputs(self, out: Path, job: Job) -> list[str]:
-        """The files of the study folder ``job`` reads (relative paths): the cached in-study
-        pretrainings its cells start from and its ``tune:`` search, those that exist."""
+        """The files of the study folder ``job`` reads (relative paths): the cached pretrainings
+        its cells start from (in-study and self-supervised) and its ``tune:`` search, those that exist."""
         paths = [self._pretrained_path(out, s.task, s.seed, s.fraction) for s in job.specs if uses_study_pretraining(s.strategy, self.config)]
+        paths += [self._ssl_path(out, alias, s.task, s.seed) for s in job.specs if (alias := ssl_source(self.config, s.strategy))]
         paths.append(tuning_path(out, TUNED_AS.get(job.strategy, job.strategy), job.fraction))
         return sorted({p.relative_to(out).as_posix() for p in paths if p.is_file()})
