@@ -158,7 +158,8 @@ def test_a_regression_predicts_values_in_the_targets_units(tmp_path):
         model.predict_proba(raw["amount"].x_test)
 
 
-def test_text_predicts_from_strings_with_the_saved_tokenizer(tmp_path):
+def text_study(tmp_path: Path, backbone: str = "gru") -> tuple[Study, list[str]]:
+    """A small study of review texts with string labels (a CSV), and its texts."""
     good, bad = ["a great film", "wonderful acting", "I loved it"], ["a dull mess", "boring and long", "I hated it"]
     texts = [(good if i % 2 == 0 else bad)[i % 3] + "!" * (i % 4) for i in range(120)]
     pd.DataFrame({"review": texts, "label": ["pos" if i % 2 == 0 else "neg" for i in range(120)]}).to_csv(tmp_path / "t.csv", index=False)
@@ -167,11 +168,15 @@ def test_text_predicts_from_strings_with_the_saved_tokenizer(tmp_path):
         "seeds": 1,
         "fractions": [1.0],
         "tasks": {"label": {"data": {"csv": str(tmp_path / "t.csv"), "target": "label", "text": "review"}}},
-        "model": {"backbone": "gru", "gru": {"vocab_size": 256, "embedding": 8, "hidden": 8}, "text": {"max_length": 12}},
+        "model": {"backbone": backbone, "gru": {"vocab_size": 256, "embedding": 8, "hidden": 8}, "text": {"max_length": 12}},
         "strategies": ["scratch"],
         "train": {"max_epochs": 3, "batch_size": 16, "lr": 0.01},
     }
-    study = Study(cfg)
+    return Study(cfg), texts
+
+
+def test_text_predicts_from_strings_with_the_saved_tokenizer(tmp_path):
+    study, _ = text_study(tmp_path)
     meta, outcomes = saved(study, tmp_path, "scratch", 1.0)
     tokenizer = meta["tasks"]["label"]["input"]["tokenizer"]
     assert tokenizer["backbone"] == "gru" and tokenizer["options"]["vocab_size"] == 256 and tokenizer["options"]["max_length"] == 12

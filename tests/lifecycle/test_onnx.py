@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 import polytask
 from polytask.cli import app
+from polytask.lifecycle.export import export_onnx
 from polytask.study.runner import Study
 
-from .test_model_dir import demo_config, messy_table, saved, table_study
+from .test_model_dir import demo_config, messy_table, saved, table_study, text_study
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 
@@ -57,14 +58,25 @@ def test_a_tables_numeric_columns_are_standardized_in_the_graph(tmp_path):
     study = table_study(tmp_path, "amount")
     saved(study, tmp_path, "scratch", 1.0)
     model = polytask.load(tmp_path / "model")
-    from polytask.lifecycle.export import export_onnx  # noqa: PLC0415
-
     record = export_onnx(tmp_path / "model", tmp_path / "t.onnx")
     assert "encoded by the saved table encoder" in record["inputs"]["x_amount"]["expects"]
     rows = model.rows(messy_table(50, seed=1))
     encoded = model.transforms["amount"].encoder.transform(rows)  # outside the graph: imputing and coding levels
     out = run_graph(tmp_path / "t.onnx", {"x_amount": encoded})["amount"][:, 0]
     np.testing.assert_allclose(out, model.predict(rows), rtol=1e-5, atol=1e-4)
+
+
+def test_a_text_model_takes_token_ids_of_any_length(tmp_path):
+    study, texts = text_study(tmp_path)
+    saved(study, tmp_path, "scratch", 1.0)
+    model = polytask.load(tmp_path / "model")
+    record = export_onnx(tmp_path / "model", tmp_path / "t.onnx")
+    assert record["inputs"]["x_label"]["tokenizer"]["backbone"] == "gru"
+    session = ort.InferenceSession(str(tmp_path / "t.onnx"))
+    for batch in (texts[:3], texts[:40]):  # different batch sizes and token widths
+        ids = model.transform(batch).numpy()
+        out = session.run(None, {"x_label": ids})[0]
+        np.testing.assert_allclose(out, model.predict_proba(batch), rtol=RTOL, atol=ATOL)
 
 
 def test_exporting_a_folder_that_is_not_a_model_is_one_line(tmp_path):
