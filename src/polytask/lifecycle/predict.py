@@ -19,18 +19,30 @@ PROGRESS_ROWS = 2048
 
 
 def predictions_frame(
-    model: SavedModel, x, names: list[str], tasks: list[str], proba: bool = False, batch_size: int = 256, console: Console | None = None
-) -> pd.DataFrame:
+    model: SavedModel,
+    x,
+    names: list[str],
+    tasks: list[str],
+    proba: bool = False,
+    batch_size: int = 256,
+    console: Console | None = None,
+    check_drift: bool = False,
+) -> tuple[pd.DataFrame, list[str]]:
     """A row per input: its name, each task's prediction (a label, or a value), then with
-    ``proba`` each class's probability as ``<task>:p(<label>)``."""
+    ``proba`` each class's probability as ``<task>:p(<label>)``; with ``check_drift`` a
+    sentence per task on the inputs' drift, from the same preprocessed inputs."""
     columns: dict[str, np.ndarray | list[str]] = {"input": names}
+    drift: list[str] = []
     show = console is not None and len(names) > PROGRESS_ROWS
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True, disable=not show
     ) as bar:
         for task in tasks:
             job = bar.add_task(f"predicting {task}", total=len(names))
-            outputs = model.outputs(x, task, batch_size=batch_size, progress=lambda n, j=job: bar.advance(j, n))
+            inputs = model.transform(x, task)
+            outputs = model.outputs_of(inputs, task, batch_size=batch_size, progress=lambda n, j=job: bar.advance(j, n))
+            if check_drift:
+                drift.append(model.drift_of(inputs, task)["line"])
             spec = model.tasks[task]
             if spec.kind == "regression":
                 values = model.values(outputs, task)
@@ -43,7 +55,7 @@ def predictions_frame(
             if proba:
                 for k, label in enumerate(labels):
                     columns[f"{task}:p({label})"] = p[:, k]
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns), drift
 
 
 def predict_file(
@@ -72,10 +84,9 @@ def predict_file(
     for t in tasks:
         if t not in model.tasks:
             raise ConfigError(f"--task '{t}': this model predicts {', '.join(model.tasks)}")
-    x, names = read_inputs(list(inputs), model.transforms[tasks[0]])
-    frame = predictions_frame(model, x, names, tasks, proba, batch_size, console)
     if out.is_dir():
         raise ConfigError(f"--out '{out}' is a folder; expected a CSV file to write")
+    x, names = read_inputs(list(inputs), model.transforms[tasks[0]])
+    frame, lines = predictions_frame(model, x, names, tasks, proba, batch_size, console, check_drift)
     write_atomic(out, frame.to_csv(index=False))
-    lines = [model.check_drift(x, t)["line"] for t in tasks] if check_drift else []
     return len(frame), lines

@@ -52,7 +52,7 @@ class SavedModel:
         self.tasks: dict[str, Task] = {n: task_from_record(n, self.meta["tasks"][n]) for n in self.meta["heads"]}
         self.targets: list[str] = list(self.meta["targets"])
         self.transforms = {n: InputTransform.from_record(self.meta["tasks"][n]["input"]) for n in self.tasks}
-        self._backbone = backbone
+        self.backbone_module = backbone  # the user's own shared layers, when the model was trained on them
         self._tokenizers: dict[str, Callable] = {}
 
     def __repr__(self) -> str:
@@ -79,7 +79,7 @@ class SavedModel:
     def _tokenizer(self, task: str) -> Callable:
         if task not in self._tokenizers:
             spec = self.transforms[task].tokenizer or {}
-            tok = text_encoder(spec["backbone"], **spec.get("options", {})) if spec.get("backbone") else getattr(self._backbone, "tokenizer", None)
+            tok = text_encoder(spec["backbone"], **spec.get("options", {})) if spec.get("backbone") else getattr(self.backbone_module, "tokenizer", None)
             if not callable(tok):
                 raise ConfigError("this text model's tokenizer comes with your backbone module; pass it: polytask.load(DIR, backbone=module)")
             self._tokenizers[task] = tok
@@ -131,10 +131,14 @@ class SavedModel:
         """Compare inputs ``x`` with the training rows kept in the model directory
         (:func:`polytask.lifecycle.drift.check`); ``line`` says the answer in one sentence."""
         name = self._task(task)
+        return self.drift_of(self.transform(x, name), name)
+
+    def drift_of(self, inputs: torch.Tensor, task: str | None = None) -> dict[str, Any]:
+        """:meth:`check_drift` of inputs already preprocessed (:meth:`transform`)."""
+        name = self._task(task)
         reference = read_reference(self.path)[name]
         kind = self.transforms[name].kind
-        new = features(self.model, self.transform(x, name).to(self.device), kind)
-        result = check(reference, new, feature_names(self.transforms[name], reference.shape[1]))
+        result = check(reference, features(self.model, inputs.to(self.device), kind), feature_names(self.transforms[name], reference.shape[1]))
         return {**result, "task": name, "line": summary_line(name, result, uses_embeddings(kind))}
 
     # ---- outputs ----------------------------------------------------------------------
@@ -143,7 +147,12 @@ class SavedModel:
     def outputs(self, x: Inputs, task: str | None = None, batch_size: int = EVAL_BATCH, progress: Callable[[int], None] | None = None) -> torch.Tensor:
         """Head outputs (logits, or standardized values) of ``task`` for inputs ``x``, in batches."""
         name = self._task(task)
-        inputs = self.transform(x, name)
+        return self.outputs_of(self.transform(x, name), name, batch_size, progress)
+
+    @torch.no_grad()
+    def outputs_of(self, inputs: torch.Tensor, task: str, batch_size: int = EVAL_BATCH, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+        """:meth:`outputs` of inputs already preprocessed (:meth:`transform`)."""
+        name = self._task(task)
         outs = []
         for batch in inputs.split(batch_size):
             outs.append(self.model(batch.to(self.device), name).float().cpu())

@@ -197,7 +197,7 @@ def update_model(model_dir: str | Path, config: UpdateConfig, out: str | Path | 
         splits[name] = {"train": Rows(x[fit_rows], y[fit_rows]), "val": Rows(x[val], y[val]), "gate": Rows(xg, yg)}
         transforms[name] = transform
         if name in current.tasks and (folder / REFERENCE).is_file():
-            drift.append(current.check_drift(x_new, name)["line"])
+            drift.append(current.drift_of(x, name)["line"])
     tasks = {**current.tasks, **new_tasks}
     candidate = copy.deepcopy(current.model).train()
     seed_everything(seed)
@@ -315,7 +315,7 @@ def _scratch_model(saved: SavedModel, task: Task, config: UpdateConfig) -> Multi
     """The same backbone, randomly initialized, with one head: the baseline a new head must beat."""
     seed_everything(config.seed)
     meta = {**saved.meta, "heads": [task.name], "tasks": {task.name: task_record(task)}, "build": {**saved.meta["build"], "features": False}}
-    return build_model(meta, backbone=None if saved.meta["build"]["backbone"] else copy.deepcopy(saved._backbone))
+    return build_model(meta, backbone=None if saved.meta["build"]["backbone"] else copy.deepcopy(saved.backbone_module))
 
 
 def _write_candidate(folder: Path, current: SavedModel, candidate, tasks, new_tasks, transforms, memory: Memory, splits, record, seed, class_names) -> None:

@@ -139,23 +139,10 @@ class StudyModels:
 
     def augmenters(self, source: str | None = None) -> dict[str, Any]:
         """Each augmented task's augmenter; text ones use ``source``'s pad and mask ids."""
-        raw, _ = self.load()
         out: dict[str, Any] = {}
         for name, tcfg in self.config.tasks.items():
-            if not tcfg.augment:
-                continue
-            d = raw[name]
-            pad_id = mask_id = None
-            if is_text(d.x_train):
-                kind = "text"
-                tok = self.encoder(source)
-                pad_id, mask_id = getattr(tok, "pad_id", 0), getattr(tok, "mask_id", None)
-            else:
-                kind = "image" if len(self._shapes[name]) == 3 else "tabular"
-            try:
-                out[name] = build_augmenter(kind, dict(tcfg.augment), pad_id=pad_id or 0, mask_id=mask_id)
-            except ValueError as e:
-                raise ConfigError(f"tasks.{name}.augment: {e}") from None
+            if tcfg.augment:
+                out[name] = self._augmenter(name, lambda kind, tcfg=tcfg: tcfg.augment, source, f"tasks.{name}.augment")
         return {k: v for k, v in out.items() if v is not None}
 
     def _source(self, source: str | None) -> str | None:
@@ -227,18 +214,23 @@ class StudyModels:
     def _ssl_augmenter(self, task: str, source: SSLSourceConfig):
         """SimCLR's view augmenter for ``task``'s inputs: the source's ``augment`` options,
         else a default per input kind (:data:`SSL_VIEWS`)."""
+        return self._augmenter(task, lambda kind: source.augment or SSL_VIEWS[kind], None, "sources: augment")
+
+    def _augmenter(self, task: str, options: Callable[[str], dict[str, Any]], source: str | None, where: str):
+        """The augmenter of ``task``'s input kind with ``options(kind)``; text ones use the pad
+        and mask ids of ``source``'s tokenizer. One line, naming ``where``, for a bad option."""
         raw, _ = self.load()
         pad_id = mask_id = None
         if is_text(raw[task].x_train):
             kind = "text"
-            tok = self.encoder(None)
+            tok = self.encoder(source)
             pad_id, mask_id = getattr(tok, "pad_id", 0), getattr(tok, "mask_id", None)
         else:
             kind = "image" if len(self._shapes[task]) == 3 else "tabular"
         try:
-            return build_augmenter(kind, dict(source.augment or SSL_VIEWS[kind]), pad_id=pad_id or 0, mask_id=mask_id)
+            return build_augmenter(kind, dict(options(kind)), pad_id=pad_id or 0, mask_id=mask_id)
         except ValueError as e:
-            raise ConfigError(f"sources: augment: {e}") from None
+            raise ConfigError(f"{where}: {e}") from None
 
     def _load_pretraining(self, path: Path, need_heads: bool = True) -> dict[str, Any] | None:
         """The pretraining cached at ``path`` for this study's fingerprint, or None."""
