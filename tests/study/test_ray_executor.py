@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 from polytask import Study
 from polytask.cli import app
 from polytask.core.errors import ConfigError, WorkerDiedError
+from polytask.core.processes import running
 from polytask.data import write_npz_family
-from polytask.study import ray_cluster, ray_executor
+from polytask.study import ray_executor
 from polytask.study.plan import Job, RunSpec
 from polytask.study.ray_cluster import ENV
 from polytask.study.ray_executor import check_executor, run_ray
@@ -115,7 +116,7 @@ def cluster():
     with LocalRayCluster(cpus=2, object_store_mb=200, timeout=LIMIT) as c:
         yield c
         pids = c.processes()
-    assert pids and not [p for p in pids if ray_cluster._running(p)], "a process of the cluster outlived it"
+    assert pids and not [p for p in pids if running(p)], "a process of the cluster outlived it"
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +315,7 @@ def test_a_worker_that_dies_stops_the_study_with_one_line(connected, tmp_path):
     # The killed worker could not remove its scratch folder: the next task on the node does.
     run_ray(lambda f, s: None, execute, [], _jobs(1), delivered.extend, tmp_path / "study", lambda job: [], address=connected.address)
     owners = [f.name.split("-")[2] for f in Path(tempfile.gettempdir()).glob(f"{ray_executor.SCRATCH_PREFIX}*-*")]
-    assert not [pid for pid in owners if pid.isdigit() and not ray_cluster._running(int(pid))]
+    assert not [pid for pid in owners if pid.isdigit() and not running(int(pid))]
 
 
 @needs_ray
@@ -336,6 +337,6 @@ def test_a_cluster_whose_starter_is_killed_is_stopped_by_its_watchdog(tmp_path):
         starter.wait(timeout=10)
     assert pids
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(ray_cluster._running(p) for p in pids):
+    while time.monotonic() < deadline and any(running(p) for p in pids):
         time.sleep(0.2)
-    assert not [p for p in pids if ray_cluster._running(p)]
+    assert not [p for p in pids if running(p)]

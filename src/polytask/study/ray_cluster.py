@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from polytask.core.processes import running
+
 # Without the first Ray rewrites 127.0.0.1 to the node's IP and binds every interface; the
 # cluster takes no token (it listens on the loopback only), whatever ~/.ray/auth_token a
 # local ``ray.init()`` may have left. They are set for ``ray start`` and, while the cluster
@@ -153,20 +155,20 @@ def _end(session: int | None, folder: Path, grace: float) -> None:
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_running(p) for p in pids):
+    while time.monotonic() < deadline and any(running(p) for p in pids):
         time.sleep(0.1)
     pids = set(pids) | set(_processes(session, folder))
     for pid in pids:
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10.0  # a killed process takes a moment to end
-    while time.monotonic() < deadline and any(_running(p) for p in pids):
+    while time.monotonic() < deadline and any(running(p) for p in pids):
         time.sleep(0.05)
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def _watch(parent: int, session: int, folder: Path) -> None:
     """The watchdog: once ``parent`` has ended, end the cluster it left behind."""
-    while _running(parent):
+    while running(parent):
         time.sleep(1.0)
     _end(session, folder, grace=1.0)
 
@@ -186,15 +188,6 @@ def _process_table() -> dict[int, tuple[int, int, str]]:
             continue
         table[int(entry)] = (int(fields[1]), int(fields[3]), cmd)
     return table
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _signal(pid: int, sig: int) -> None:

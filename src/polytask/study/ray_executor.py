@@ -41,6 +41,7 @@ from typing import Any
 
 from polytask.core.errors import ConfigError, WorkerDiedError
 from polytask.core.io import write_atomic
+from polytask.core.processes import running
 from polytask.study.plan import Job, RunSpec
 
 EXECUTORS = ("local", "ray")
@@ -342,18 +343,8 @@ def _remove_orphans() -> None:
     root = Path(tempfile.gettempdir())
     for folder in root.glob(f"{SCRATCH_PREFIX}*-*"):
         pid = folder.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not running(int(pid)):  # a killed worker not yet reaped is a zombie: its folder is an orphan too
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process: alive
-    return True
 
 
 def _pretrain_task(work: list, spec: RunSpec) -> Files:
